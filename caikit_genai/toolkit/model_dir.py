@@ -1,0 +1,44 @@
+"""Atomic model directories: a model dir either exists whole or not at all.
+
+A save writes into a hidden sibling (`.<name>.partial-XXXX`) and renames it into place, so a
+crash, a failed training or a cancelled job never leaves half a model where the runtime's
+lazy loader would pick it up.
+"""
+
+import contextlib
+import glob
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import alog
+
+log = alog.use_channel("MODELDIR")
+
+PARTIAL_MARK = ".partial-"
+
+
+@contextlib.contextmanager
+def atomic_model_dir(model_path: str) -> Iterator[str]:
+    """Yield a temp dir to write into; on success it replaces `model_path` in one rename."""
+    model_path = os.path.abspath(model_path)
+    parent, name = os.path.split(model_path)
+    os.makedirs(parent, exist_ok=True)
+    for stale in glob.glob(os.path.join(parent, f".{name}{PARTIAL_MARK}*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial_dir = tempfile.mkdtemp(prefix=f".{name}{PARTIAL_MARK}", dir=parent)
+    try:
+        yield partial_dir
+        os.chmod(partial_dir, 0o755)
+        if os.path.isdir(model_path):
+            retired = tempfile.mkdtemp(prefix=f".{name}.retired-", dir=parent)
+            os.rename(model_path, os.path.join(retired, name))
+            os.rename(partial_dir, model_path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(partial_dir, model_path)
+    except BaseException:
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
+    log.debug("wrote model dir %s", model_path)

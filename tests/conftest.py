@@ -1,0 +1,174 @@
+"""One real Caikit runtime per test session, as caikit's own tests/runtime/conftest.py does it.
+
+The runtime loads this repo's runtime_config.yaml, with free loopback ports and a temp models
+dir holding tiny models built here. Config and the ModelManager are process-wide singletons,
+so every test shares this one runtime.
+"""
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import grpc
+import pytest
+import requests
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SENTIMENT_ID = "tiny-sentiment"
+TINY_CHAR_ID = "tiny-char"
+# Far above any request the tests make but the "over the limit" one: room for a long stream.
+TINY_CHAR_MAX_NEW_TOKENS_LIMIT = 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    return build_tiny_bert(str(tmp_path_factory.mktemp("base") / "tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, tiny_bert_dir) -> str:
+    """The runtime's local_models_dir: a trained tiny classifier, a tiny char RNN and one broken model dir."""
+    from caikit_genai import CharTextGenerator, SentimentClassifier
+
+    directory = tmp_path_factory.mktemp("models")
+    model = SentimentClassifier.train(
+        sentiment_examples(200), base_model=tiny_bert_dir, epochs=6, batch_size=16, learning_rate=3e-3
+    )
+    model.save(str(directory / TINY_SENTIMENT_ID))
+    generator = CharTextGenerator.train(
+        [char_training_text()], max_new_tokens_limit=TINY_CHAR_MAX_NEW_TOKENS_LIMIT, **TINY_CHAR_RECIPE
+    )
+    generator.save(str(directory / TINY_CHAR_ID))
+    broken = directory / "broken-model"
+    broken.mkdir()
+    (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
+    return str(directory)
+
+
+@dataclass
+class Runtime:
+    """Handles on the running runtime: ports, URLs, stubs and the generated message classes."""
+
+    grpc_port: int
+    http_port: int
+    models_dir: str
+    channel: grpc.Channel
+    inference: Any
+    training: Any
+    training_management: Any
+    inference_service: Any
+    training_service: Any
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def message(self, name: str, **fields):
+        """Build a request message of the generated inference or training service by name."""
+        for service in (self.inference_service, self.training_service):
+            message_class = getattr(service.messages, name, None)
+            if message_class is not None:
+                return message_class(**fields)
+        raise KeyError(name)
+
+    def wait_for_model(self, model_id: str, timeout: float = 60.0) -> None:
+        """Block until the lazy loader has picked up `model_id` (it polls local_models_dir).
+
+        caikit reports a model `loaded` only once a request has waited for it, so this waits
+        for the model to be listed; the next request waits for its load to finish.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            models = requests.get(f"{self.http_url}/info/models", timeout=5).json().get("models", [])
+            if any(m.get("name") == model_id for m in models):
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"model {model_id} was not served within {timeout} s")
+
+    def wait_for_training(self, training_id: str, timeout: float = 180.0) -> Dict[str, Any]:
+        """Poll GET /management/trainings until the job reaches a terminal state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = requests.get(
+                f"{self.http_url}/management/trainings", params={"training_id": training_id}, timeout=5
+            ).json()
+            if status.get("state") in ("COMPLETED", "ERRORED", "CANCELED"):
+                return status
+            time.sleep(0.5)
+        raise TimeoutError(f"training {training_id} did not finish within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def runtime(models_dir, tmp_path_factory):
+    import caikit
+    from caikit.runtime.grpc_server import RuntimeGRPCServer
+    from caikit.runtime.http_server import RuntimeHTTPServer
+    from caikit.runtime.service_factory import ServicePackageFactory
+
+    workdir = tmp_path_factory.mktemp("runtime")
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    # configure() takes a yaml path or a dict per call, not both: the repo's file, then overrides.
+    caikit.configure(config_yml_path=os.path.join(REPO_ROOT, "runtime_config.yaml"))
+    caikit.configure(
+        config_dict={
+            "runtime": {
+                "local_models_dir": models_dir,
+                "lazy_load_poll_period_seconds": 0.5,
+                "wait_for_initial_model_loads": True,
+                "grpc": {"port": grpc_port},
+                "http": {"port": http_port},
+                "metrics": {"port": metrics_port},
+                "training": {"output_dir": models_dir},
+                "metering": {"log_dir": str(workdir / "metering")},
+            },
+        },
+    )
+    inference_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.INFERENCE)
+    training_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.TRAINING)
+    management_service = ServicePackageFactory.get_service_package(
+        ServicePackageFactory.ServiceType.TRAINING_MANAGEMENT
+    )
+    with RuntimeGRPCServer() as grpc_server, RuntimeHTTPServer():
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        handle = Runtime(
+            grpc_port=grpc_port,
+            http_port=http_port,
+            models_dir=models_dir,
+            channel=channel,
+            inference=inference_service.stub_class(channel),
+            training=training_service.stub_class(channel),
+            training_management=management_service.stub_class(channel),
+            inference_service=inference_service,
+            training_service=training_service,
+        )
+        _wait_for_http(handle.http_url)
+        handle.wait_for_model(TINY_SENTIMENT_ID)
+        handle.wait_for_model(TINY_CHAR_ID)
+        yield handle
+        channel.close()
+        del grpc_server
+
+
+def _wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("HTTP server did not come up")

@@ -1,0 +1,41 @@
+"""The default-model build, run on small slices of the same offline data."""
+
+import json
+import os
+
+from caikit_genai import SentimentClassifier
+from caikit_genai.bootstrap import build_sentiment, main, sentiment_splits
+from caikit_genai.toolkit.offline_data import rotten_tomatoes_snippets
+
+
+def test_rotten_tomatoes_snippets_are_read_offline():
+    snippets = rotten_tomatoes_snippets()
+    labels = [label for _, label in snippets]
+    assert 12_000 < len(snippets) < 13_000  # 7,403 fresh + 5,405 rotten, less duplicates
+    assert set(labels) == {"positive", "negative"}
+    assert labels.count("positive") > labels.count("negative")
+    assert len({text for text, _ in snippets}) == len(snippets)
+
+
+def test_test_split_never_overlaps_training():
+    train, validation, test = sentiment_splits()
+    train_texts, validation_texts, test_texts = ({t for t, _ in split} for split in (train, validation, test))
+    assert not train_texts & test_texts and not validation_texts & test_texts and not train_texts & validation_texts
+    total = len(train) + len(validation) + len(test)
+    assert 0.08 < len(test) / total < 0.12
+
+
+def test_build_sentiment_on_a_slice_writes_a_served_model_with_held_out_metrics(tmp_path, tiny_bert_dir):
+    model_path = str(tmp_path / "sentiment")
+    metrics = build_sentiment(model_path, base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["test_examples"] == 16
+    with open(os.path.join(model_path, "metrics.json"), encoding="utf-8") as metrics_file:
+        assert json.load(metrics_file)["test_accuracy"] == metrics["test_accuracy"]
+    assert SentimentClassifier.load(model_path).run("A moving film.").results
+
+
+def test_missing_only_skips_models_that_exist(tmp_path, capsys):
+    (tmp_path / "sentiment").mkdir()
+    assert main(["--models-dir", str(tmp_path), "--missing"]) == 0
+    assert os.listdir(tmp_path / "sentiment") == []

@@ -1,0 +1,136 @@
+"""SentimentClassifier in-process: training, batching, save/load, bootstrap and bad input."""
+
+import os
+
+import pytest
+
+from caikit.core.data_model import DataStream
+from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
+from caikit_genai import SentimentClassifier
+from caikit_genai.data_model import LabeledText
+from tiny_models import sentiment_examples
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bert_dir):
+    stream = DataStream.from_iterable([LabeledText(**example) for example in sentiment_examples(200)])
+    return SentimentClassifier.train(
+        stream, base_model=tiny_bert_dir, epochs=6, batch_size=16, learning_rate=3e-3, val_fraction=0.2
+    )
+
+
+def test_training_learns_the_labels_from_the_data(classifier):
+    assert classifier.labels == ["negative", "positive"]
+    assert classifier.metrics["validation_examples"] == 40
+    assert classifier.metrics["val_accuracy"] >= 0.9
+    assert classifier.run("a lovely superb story").results[0].label == "positive"
+    assert classifier.run("a tedious stale plot").results[0].label == "negative"
+
+
+def test_three_labels_are_learned_too(tiny_bert_dir):
+    examples = sentiment_examples(120) + [{"text": f"the film is {w}", "label": "neutral"} for w in ("a", "it") * 20]
+    model = SentimentClassifier.train(examples, base_model=tiny_bert_dir, epochs=2, batch_size=16, learning_rate=3e-3)
+    assert model.labels == ["negative", "neutral", "positive"]
+    assert len(model.run("good film").results) == 3
+
+
+def test_run_batch_matches_run(classifier):
+    texts = ["a good film", "an awful boring mess", "charming and lovely acting"]
+    batched = classifier.run_batch(texts)
+    for text, result in zip(texts, batched):
+        single = classifier.run(text)
+        assert [r.label for r in result.results] == [r.label for r in single.results]
+        assert result.results[0].score == pytest.approx(single.results[0].score, abs=1e-5)
+
+
+def test_save_load_round_trip_gives_identical_scores(classifier, tmp_path):
+    classifier.save(str(tmp_path / "model"))
+    assert sorted(os.listdir(tmp_path)) == ["model"]  # no partial dir left beside it
+    loaded = SentimentClassifier.load(str(tmp_path / "model"))
+    for text in ["a good film", "a dull mess", "the plot"]:
+        before, after = classifier.run(text), loaded.run(text)
+        assert [(r.label, r.score) for r in before.results] == [(r.label, r.score) for r in after.results]
+    assert loaded.metrics["val_accuracy"] == classifier.metrics["val_accuracy"]
+
+
+def test_save_over_an_existing_model_replaces_it(classifier, tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    classifier.save(str(target))
+    assert not (target / "stale.txt").exists()
+    assert (target / "config.yml").exists()
+
+
+def test_bootstrap_wraps_a_saved_hf_classifier(classifier, tmp_path):
+    hf_dir = str(tmp_path / "hf")
+    classifier.model.save_pretrained(hf_dir)
+    classifier.tokenizer.save_pretrained(hf_dir)
+    wrapped = SentimentClassifier.bootstrap(hf_dir)
+    assert wrapped.labels == classifier.labels
+    assert wrapped.run("a good film").results[0].score == pytest.approx(
+        classifier.run("a good film").results[0].score, abs=1e-5
+    )
+
+
+def test_bootstrap_of_a_bare_encoder_names_its_labels(tiny_bert_dir):
+    wrapped = SentimentClassifier.bootstrap(tiny_bert_dir, labels=["bad", "good"])
+    assert sorted(r.label for r in wrapped.run("film").results) == ["bad", "good"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"text": None}, "non-empty"),
+        ({"text": ""}, "non-empty"),
+        ({"text": 12}, "must be a string"),
+        ({"text": "good", "top_k": -1}, "top_k"),
+        ({"text": "good " * 100}, "tokens long"),
+        ({"text": "good", "truncate_input_tokens": -2}, "truncate_input_tokens"),
+    ],
+)
+def test_bad_input_raises_invalid_argument(classifier, kwargs, message):
+    with pytest.raises(CaikitCoreException) as raised:
+        classifier.run(**kwargs)
+    assert raised.value.status_code == CaikitCoreStatusCode.INVALID_ARGUMENT
+    assert message in str(raised.value)
+
+
+def test_truncation_only_when_asked(classifier):
+    long_text = "good " * 100
+    assert classifier.run(long_text, truncate_input_tokens=-1).results
+    assert classifier.run(long_text, truncate_input_tokens=10).results
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        ([], {}, "empty"),
+        ([{"text": "good", "label": "positive"}] * 3, {}, "at least 2 distinct labels"),
+        ([{"text": "", "label": "positive"}], {}, "no text"),
+        (sentiment_examples(10), {"epochs": 0}, "epochs"),
+        (sentiment_examples(10), {"learning_rate": -1.0}, "learning_rate"),
+        (sentiment_examples(10), {"base_model": "/no/such/dir"}, "not a directory"),
+    ],
+)
+def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, message):
+    kwargs = {"base_model": tiny_bert_dir, **kwargs}
+    with pytest.raises((ValueError, CaikitCoreException)) as raised:
+        SentimentClassifier.train(data, **kwargs)
+    assert message in str(raised.value)
+
+
+def test_the_best_validation_epoch_is_kept(tiny_bert_dir):
+    validation = [(e["text"], e["label"]) for e in sentiment_examples(40, seed=9)]
+    model = SentimentClassifier.train(
+        sentiment_examples(120),
+        validation_data=[{"text": t, "label": l} for t, l in validation],
+        base_model=tiny_bert_dir,
+        epochs=4,
+        batch_size=16,
+        learning_rate=3e-3,
+    )
+    accuracies = [evaluation["val_accuracy"] for evaluation in model.metrics["evaluations"]]
+    assert len(accuracies) == 4
+    assert model.metrics["val_accuracy"] == max(accuracies)
+    assert model.accuracy(validation) == pytest.approx(max(accuracies))

@@ -1,0 +1,111 @@
+"""The shared toolkit: atomic model dirs, the training loop, device choice, data splits."""
+
+import os
+
+import pytest
+import torch
+
+from caikit_genai.toolkit.device import resolve_device
+from caikit_genai.toolkit.model_dir import atomic_model_dir
+from caikit_genai.toolkit.offline_data import stable_split
+from caikit_genai.toolkit.training import run_training
+
+
+def test_a_failed_write_leaves_no_model_dir(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with atomic_model_dir(str(target)) as partial:
+            (open(os.path.join(partial, "weights.bin"), "w")).write("half")
+            raise RuntimeError("crash while saving")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_stale_partial_dir_is_cleaned_on_the_next_save(tmp_path):
+    (tmp_path / ".model.partial-old").mkdir()
+    with atomic_model_dir(str(tmp_path / "model")) as partial:
+        open(os.path.join(partial, "config.yml"), "w").write("x: 1\n")
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def regression_problem():
+    torch.manual_seed(0)
+    inputs = torch.randn(256, 4)
+    targets = inputs @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+    return inputs, targets
+
+
+def test_training_loop_lowers_the_loss_and_evaluates():
+    inputs, targets = regression_problem()
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def loss_on_all():
+        with torch.no_grad():
+            return {"mse": float(torch.nn.functional.mse_loss(model(inputs).squeeze(-1), targets))}
+
+    before = loss_on_all()["mse"]
+    batches = ((inputs[i : i + 32], targets[i : i + 32]) for _ in range(20) for i in range(0, 256, 32))
+    report = run_training(
+        model,
+        optimizer,
+        batches,
+        lambda net, batch: torch.nn.functional.mse_loss(net(batch[0]).squeeze(-1), batch[1]),
+        total_steps=160,
+        device=torch.device("cpu"),
+        evaluate=loss_on_all,
+        eval_every=40,
+    )
+    assert report.steps == 160
+    assert [e["step"] for e in report.evaluations] == [40, 80, 120, 160]
+    assert report.evaluations[-1]["mse"] < before / 10
+
+
+def test_training_loop_stops_at_its_time_budget():
+    inputs, targets = regression_problem()
+    model = torch.nn.Linear(4, 1)
+    endless = ((inputs, targets) for _ in iter(int, 1))
+    report = run_training(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.01),
+        endless,
+        lambda net, batch: torch.nn.functional.mse_loss(net(batch[0]).squeeze(-1), batch[1]),
+        total_steps=10**9,
+        device=torch.device("cpu"),
+        max_seconds=0.2,
+    )
+    assert report.stopped_by_time_budget
+    assert 0 < report.steps < 10**9
+
+
+def test_training_loop_refuses_a_diverged_loss():
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(FloatingPointError):
+        run_training(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            [torch.ones(1)],
+            lambda net, batch: net(batch).sum() * float("nan"),
+            total_steps=1,
+            device=torch.device("cpu"),
+        )
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError):
+        resolve_device("tpu-9000")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_stable_split_is_deterministic_and_disjoint():
+    items = [(f"sentence {i}", "x") for i in range(2000)]
+    keep, held_out = stable_split(items, 0.1, "salt")
+    assert len(keep) + len(held_out) == 2000
+    assert 150 < len(held_out) < 250
+    assert not set(keep) & set(held_out)
+    # Adding and reordering items never moves an item across the split.
+    keep2, held_out2 = stable_split(list(reversed(items)) + [("new", "x")], 0.1, "salt")
+    assert set(held_out) <= set(held_out2) and set(keep) <= set(keep2)
