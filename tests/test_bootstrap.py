@@ -4,7 +4,7 @@ import json
 import os
 
 from caikit_genai import SentimentClassifier
-from caikit_genai.bootstrap import build_sentiment, main, sentiment_splits
+from caikit_genai.bootstrap import BUILDERS, build_sentiment, main, sentiment_splits
 from caikit_genai.toolkit.offline_data import rotten_tomatoes_snippets
 
 
@@ -35,7 +35,8 @@ def test_build_sentiment_on_a_slice_writes_a_served_model_with_held_out_metrics(
     assert SentimentClassifier.load(model_path).run("A moving film.").results
 
 
-def test_missing_only_skips_models_that_exist(tmp_path, capsys):
-    (tmp_path / "sentiment").mkdir()
+def test_missing_only_skips_models_that_exist(tmp_path):
+    for name in BUILDERS:
+        (tmp_path / name).mkdir()
     assert main(["--models-dir", str(tmp_path), "--missing"]) == 0
-    assert os.listdir(tmp_path / "sentiment") == []
+    assert all(os.listdir(tmp_path / name) == [] for name in BUILDERS)

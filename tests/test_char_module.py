@@ -33,17 +33,24 @@ def test_stepping_one_char_at_a_time_matches_reading_the_whole_sequence(cell):
 
 
 def test_each_new_character_costs_one_rnn_step(generator):
-    """The prompt is read once; then one time step per character, never a re-read of the prefix."""
-    steps = []
-    hook = generator.net.rnn.register_forward_hook(lambda module, inputs, output: steps.append(inputs[0].shape[1]))
+    """The prompt is read once; then one step per character, never a re-read of the prefix."""
+    sequence_reads, steps = [], []
+    hook = generator.net.rnn.register_forward_hook(lambda module, inputs, output: sequence_reads.append(inputs[0].shape))
+    original_step = generator.net.step
+
+    def counted_step(char_ids, state):
+        steps.append(tuple(char_ids.shape))
+        return original_step(char_ids, state)
+
+    generator.net.step = counted_step
     try:
         result = generator.run("the dog ", max_new_tokens=50, seed=1)
     finally:
         hook.remove()
+        del generator.net.step
     assert result.generated_tokens == 50
-    assert steps[0] == len("the dog ")
-    assert steps[1:] == [1] * 49
-    assert sum(steps) == len("the dog ") + 49
+    assert [tuple(shape[:2]) for shape in sequence_reads] == [(1, len("the dog "))]
+    assert steps == [(1,)] * 49  # the 50th character needs no step after it
 
 
 def test_the_stream_is_lazy_and_joins_to_the_unary_text(generator):

@@ -162,7 +162,7 @@ class CharTextGenerator(ModuleBase):
         preserve_input_text: bool = False,
         unknown_characters: Optional[str] = "REJECT",
     ) -> GeneratedTextResult:
-        request = self._check_request(
+        request = self.check_request(
             text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
             temperature, repetition_penalty, stop_sequences, seed, preserve_input_text, unknown_characters,
         )
@@ -203,7 +203,7 @@ class CharTextGenerator(ModuleBase):
     ) -> Iterable[GeneratedTextStreamResult]:
         # Checked here, before the generator starts, so bad input fails the call itself
         # (gRPC INVALID_ARGUMENT) rather than the stream half-way.
-        request = self._check_request(
+        request = self.check_request(
             text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
             temperature, repetition_penalty, stop_sequences, seed, preserve_input_text, unknown_characters,
         )
@@ -243,7 +243,7 @@ class CharTextGenerator(ModuleBase):
             longest_stop = max((len(stop) for stop in request.stop_sequences), default=0)
             tail = ""
             while True:
-                char_id = self._choose(logits, request, rng, seen)
+                char_id = self.choose_next_char(logits, request, rng, seen)
                 seen[char_id] = True
                 char = self.vocab[char_id]
                 produced += 1
@@ -278,7 +278,7 @@ class CharTextGenerator(ModuleBase):
             return logits[0].float().cpu().numpy(), state
 
     @staticmethod
-    def _choose(logits: np.ndarray, request: GenerationRequest, rng, seen: np.ndarray) -> int:
+    def choose_next_char(logits: np.ndarray, request: GenerationRequest, rng, seen: np.ndarray) -> int:
         """Pick the next character: repetition penalty, then greedy or temperature/top-k/top-p sampling."""
         logits = logits.astype(np.float64)
         if request.repetition_penalty != 1.0:
@@ -307,7 +307,7 @@ class CharTextGenerator(ModuleBase):
 
     # -- request checking ------------------------------------------------------------------
 
-    def _check_request(
+    def check_request(
         self, text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
         temperature, repetition_penalty, stop_sequences, seed, preserve_input_text, unknown_characters,
     ) -> GenerationRequest:
@@ -538,9 +538,9 @@ class CharTextGenerator(ModuleBase):
             logits, carried["state"] = model(batch["inputs"], state)
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
 
-        evaluate = None
-        if len(val_ids):
-            evaluate = lambda: {"val_loss": round(_mean_loss(net, val_ids, target), 4)}  # noqa: E731
+        def evaluate():
+            return {"val_loss": round(_mean_loss(net, val_ids, target), 4)}
+
         report = run_training(
             net,
             optimizer,
@@ -550,7 +550,7 @@ class CharTextGenerator(ModuleBase):
             device=target,
             scheduler=budgeted_cosine_schedule(optimizer, total_steps, max_seconds),
             grad_clip=grad_clip or None,
-            evaluate=evaluate,
+            evaluate=evaluate if len(val_ids) else None,
             eval_every=eval_every or max(1, total_steps // 10),
             max_seconds=max_seconds,
             description=f"char-{cell}",

@@ -9,6 +9,7 @@ steps, never a re-read of the prefix.
 from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # An LSTM's state is (h, c); a GRU's is h. Each is [num_layers, batch, hidden_size].
@@ -66,9 +67,39 @@ class CharRNN(nn.Module):
         return self.head(self.dropout(outputs)), state
 
     def step(self, char_ids: torch.Tensor, state: Optional[State] = None) -> Tuple[torch.Tensor, State]:
-        """Read one character per sequence (ids [batch]): logits [batch, vocab] and the new state."""
-        logits, state = self.forward(char_ids.unsqueeze(1), state)
-        return logits[:, -1], state
+        """Read one character per sequence (ids [batch]): logits [batch, vocab] and the new state.
+
+        The cell equations are written out (the same weights and gate order as nn.LSTM/nn.GRU):
+        on CPU, the fused oneDNN RNN kernel costs ~10 ms per call for a sequence of one, the
+        plain matrix-vector products ~1 ms for a 2x512 LSTM. Dropout is skipped (generation).
+        """
+        batch = char_ids.shape[0]
+        x = self.embedding(char_ids)
+        if state is None:
+            zeros = x.new_zeros(self.num_layers, batch, self.hidden_size)
+            state = (zeros, zeros.clone()) if self.cell == "lstm" else zeros
+        hidden = state[0] if self.cell == "lstm" else state
+        new_hidden, new_cells = [], []
+        for layer in range(self.num_layers):
+            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
+            from_input = F.linear(x, weights[0], weights[1])
+            from_hidden = F.linear(hidden[layer], weights[2], weights[3])
+            if self.cell == "lstm":
+                in_gate, forget_gate, candidate, out_gate = (from_input + from_hidden).chunk(4, dim=-1)
+                cell = torch.sigmoid(forget_gate) * state[1][layer] + torch.sigmoid(in_gate) * torch.tanh(candidate)
+                x = torch.sigmoid(out_gate) * torch.tanh(cell)
+                new_cells.append(cell)
+            else:
+                input_r, input_z, input_n = from_input.chunk(3, dim=-1)
+                hidden_r, hidden_z, hidden_n = from_hidden.chunk(3, dim=-1)
+                reset, update = torch.sigmoid(input_r + hidden_r), torch.sigmoid(input_z + hidden_z)
+                candidate = torch.tanh(input_n + reset * hidden_n)
+                x = (1 - update) * candidate + update * hidden[layer]
+            new_hidden.append(x)
+        new_state = torch.stack(new_hidden)
+        if self.cell == "lstm":
+            new_state = (new_state, torch.stack(new_cells))
+        return self.head(x), new_state
 
 
 def detach_state(state: Optional[State]) -> Optional[State]:
