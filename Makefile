@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
-export CONFIG_FILES ?= runtime_config.yaml
+CONFIG_FILES ?= runtime_config.yaml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -51,7 +51,7 @@ models-force: $(INSTALLED) $(JANEAUSTENR)
 serve: $(INSTALLED) $(JANEAUSTENR)
 	@mkdir -p models
 	$(PY) -m caikit_genai.bootstrap --missing & \
-	exec $(PY) -m caikit.runtime
+	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 
 test: $(INSTALLED) $(JANEAUSTENR)
 	$(PY) -m pytest -q

@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# `make` exports CONFIG_FILES for `make serve`; caikit applies it after every configure() call,
-# which would override the test runtime's temp models dir and ports.
+# A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
+# configure() call, and would override the test runtime's temp models dir and ports.
 os.environ.pop("CONFIG_FILES", None)
 TINY_SENTIMENT_ID = "tiny-sentiment"
 TINY_CHAR_ID = "tiny-char"
