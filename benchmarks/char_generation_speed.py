@@ -63,6 +63,8 @@ def main(argv=None) -> int:
 
     if args.model_dir:
         generator = CharTextGenerator.load(args.model_dir)
+        # The served cap on one request's length (config.yml) does not bound a benchmark.
+        generator.max_new_tokens_limit = max(generator.max_new_tokens_limit, *args.lengths)
         model = f"{args.model_dir}"
     else:
         generator = untrained_generator()

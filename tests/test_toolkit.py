@@ -1,6 +1,7 @@
 """The shared toolkit: atomic model dirs, the training loop, device choice, data splits."""
 
 import os
+import time
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from caikit_genai.toolkit.device import resolve_device
 from caikit_genai.toolkit.model_dir import atomic_model_dir
 from caikit_genai.toolkit.offline_data import stable_split
-from caikit_genai.toolkit.training import run_training
+from caikit_genai.toolkit.training import run_training, warmup_cosine_schedule
 
 
 def test_a_failed_write_leaves_no_model_dir(tmp_path):
@@ -109,3 +110,28 @@ def test_stable_split_is_deterministic_and_disjoint():
     # Adding and reordering items never moves an item across the split.
     keep2, held_out2 = stable_split(list(reversed(items)) + [("new", "x")], 0.1, "salt")
     assert set(held_out) <= set(held_out2) and set(keep) <= set(keep2)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor_by_steps():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_cosine_schedule(optimizer, total_steps=100, warmup_steps=10, floor=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0, abs=0.03)
+    assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:]))
+    assert rates[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_cosine_schedule_paced_by_a_time_budget_reaches_its_floor_when_time_runs_out():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_cosine_schedule(optimizer, total_steps=1_000_000, max_seconds=0.2, warmup_steps=1, floor=0.1)
+    optimizer.step()
+    schedule.step()
+    assert optimizer.param_groups[0]["lr"] > 0.9  # a million steps to go, and the clock barely started
+    time.sleep(0.25)
+    optimizer.step()
+    schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)

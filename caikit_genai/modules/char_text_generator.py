@@ -15,7 +15,6 @@ import math
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -38,7 +37,7 @@ from ..nets.char_rnn import CharRNN, detach_state
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
 from ..toolkit.model_dir import atomic_model_dir
-from ..toolkit.training import run_training
+from ..toolkit.training import run_training, warmup_cosine_schedule
 
 log = alog.use_channel("CHARGEN")
 
@@ -548,7 +547,7 @@ class CharTextGenerator(ModuleBase):
             step_fn,
             total_steps=total_steps,
             device=target,
-            scheduler=budgeted_cosine_schedule(optimizer, total_steps, max_seconds),
+            scheduler=warmup_cosine_schedule(optimizer, total_steps, max_seconds),
             grad_clip=grad_clip or None,
             evaluate=evaluate if len(val_ids) else None,
             eval_every=eval_every or max(1, total_steps // 10),
@@ -595,22 +594,6 @@ class CharTextGenerator(ModuleBase):
         )
         generator.metrics["sample"] = {"prompt": prompt, "temperature": 0.8, "seed": seed, "text": sample.generated_text}
         return generator
-
-
-def budgeted_cosine_schedule(optimizer, total_steps: int, max_seconds: Optional[float], warmup_steps: int = 20, floor: float = 0.1):
-    """Warm-up, then cosine decay to `floor` x the peak, paced by steps or by the time budget,
-    whichever runs out first: a run cut by max_seconds still ends on a low learning rate."""
-    started = time.monotonic()
-
-    def factor(step: int) -> float:
-        progress = step / max(1, total_steps)
-        if max_seconds:
-            progress = max(progress, (time.monotonic() - started) / max_seconds)
-        progress = min(1.0, progress)
-        warmup = min(1.0, (step + 1) / warmup_steps)
-        return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def read_training_text(training_data) -> str:

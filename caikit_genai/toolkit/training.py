@@ -58,15 +58,20 @@ def warmup_linear_schedule(optimizer, total_steps: int, warmup_fraction: float =
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def warmup_cosine_schedule(optimizer, total_steps: int, warmup_fraction: float = 0.02, floor: float = 0.1):
-    """Linear warm-up then cosine decay to `floor` times the peak rate (nanoGPT's schedule)."""
-    warmup_steps = max(1, int(total_steps * warmup_fraction))
+def warmup_cosine_schedule(
+    optimizer, total_steps: int, max_seconds: Optional[float] = None, warmup_steps: int = 20, floor: float = 0.1
+):
+    """Linear warm-up, then cosine decay to `floor` x the peak rate (nanoGPT's schedule), paced by
+    steps or by the wall-clock budget, whichever runs out first: a run cut short by `max_seconds`
+    still ends on a low learning rate."""
+    started = time.monotonic()
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        progress = step / max(1, total_steps)
+        if max_seconds:
+            progress = max(progress, (time.monotonic() - started) / max_seconds)
+        warmup = min(1.0, (step + 1) / warmup_steps)
+        return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
