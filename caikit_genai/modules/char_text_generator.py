@@ -460,8 +460,8 @@ class CharTextGenerator(ModuleBase):
         num_layers: int = 2,
         embedding_dim: int = 64,
         dropout: float = 0.0,
-        seq_length: int = 128,
-        batch_size: int = 64,
+        seq_length: int = 64,
+        batch_size: int = 32,
         learning_rate: float = 3e-3,
         weight_decay: float = 0.0,
         epochs: int = 1,
@@ -486,7 +486,9 @@ class CharTextGenerator(ModuleBase):
             embedding_dim: Width of each character's embedding.
             dropout: Dropout between recurrent layers and before the read-out.
             seq_length: Characters per chunk of truncated backpropagation through time.
-            batch_size: Parallel streams of text per step.
+            batch_size: Parallel streams of text per step. (The defaults, 64-character chunks in
+                batches of 32, are char-austen's recipe: on 2 CPU cores, at equal characters per
+                second, they beat 128-character chunks.)
             learning_rate: Peak AdamW learning rate (short warm-up, then cosine decay to a tenth).
             weight_decay: AdamW weight decay.
             epochs: Passes over the training text (ignored when max_steps is set).
