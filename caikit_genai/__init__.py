@@ -2,3 +2,8 @@
 
 from . import data_model, modules
 from .modules import CharTextGenerator, SentimentClassifier
+from .toolkit import runtime_patches
+
+# The runtime imports this library before it builds its servers: mend what caikit 0.28.3's
+# config cannot reach (unchecked model paths, empty HTTP bodies, abandoned SSE streams).
+runtime_patches.apply()

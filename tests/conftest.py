@@ -67,6 +67,8 @@ class Runtime:
     grpc_port: int
     http_port: int
     models_dir: str
+    # data_streams.file_source_base: the only dir train requests may read files from.
+    training_data_dir: str
     channel: grpc.Channel
     inference: Any
     training: Any
@@ -121,6 +123,8 @@ def runtime(models_dir, tmp_path_factory):
     from caikit.runtime.service_factory import ServicePackageFactory
 
     workdir = tmp_path_factory.mktemp("runtime")
+    training_data_dir = workdir / "training_data"
+    training_data_dir.mkdir()
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     # configure() takes a yaml path or a dict per call, not both: the repo's file, then overrides.
     caikit.configure(config_yml_path=os.path.join(REPO_ROOT, "runtime_config.yaml"))
@@ -136,6 +140,7 @@ def runtime(models_dir, tmp_path_factory):
                 "training": {"output_dir": models_dir},
                 "metering": {"log_dir": str(workdir / "metering")},
             },
+            "data_streams": {"file_source_base": str(training_data_dir)},
         },
     )
     inference_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.INFERENCE)
@@ -150,6 +155,7 @@ def runtime(models_dir, tmp_path_factory):
             grpc_port=grpc_port,
             http_port=http_port,
             models_dir=models_dir,
+            training_data_dir=str(training_data_dir),
             channel=channel,
             inference=inference_service.stub_class(channel),
             training=training_service.stub_class(channel),

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import requests
 from caikit_nlp_client import GrpcClient
@@ -22,14 +23,14 @@ def test_the_train_rpc_has_the_generated_name(runtime):
     assert TRAIN_RPC in runtime.training_service.caikit_rpcs
 
 
-def test_train_from_a_jsonl_file_of_lines_then_generate_by_name(runtime, tmp_path):
-    lines = tmp_path / "lines.jsonl"
+def test_train_from_a_jsonl_file_of_lines_then_generate_by_name(runtime):
+    lines = Path(runtime.training_data_dir) / "lines.jsonl"
     lines.write_text("\n".join(json.dumps(line) for line in TINY_CHAR_LINES * 12))
     training_id = start_training(
         runtime,
         "char-from-file",
         # Over HTTP the data_stream is one of its sources, told apart by their fields.
-        {"data_stream": {"filename": str(lines)}},
+        {"data_stream": {"filename": "lines.jsonl"}},
         **{**TINY_CHAR_RECIPE, "max_steps": 40},
         max_new_tokens_limit=500,
     )

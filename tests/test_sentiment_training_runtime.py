@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -109,17 +110,20 @@ def write_training_files(directory):
 
 
 @pytest.fixture(scope="module")
-def training_files(tmp_path_factory):
-    return write_training_files(tmp_path_factory.mktemp("training-files"))
+def training_files(runtime):
+    """The files live in the runtime's training data dir; requests name them relative to it."""
+    directory = Path(runtime.training_data_dir) / "sentiment-files"
+    directory.mkdir()
+    return write_training_files(directory)
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "json", "directory"])
 def test_train_from_files(runtime, tiny_bert_dir, training_files, kind):
     paths, shards = training_files
     if kind == "directory":
-        source = {"data_stream": {"dirname": str(shards), "extension": "jsonl"}}
+        source = {"data_stream": {"dirname": "sentiment-files/shards", "extension": "jsonl"}}
     else:
-        source = {"data_stream": {"filename": str(paths[kind])}}
+        source = {"data_stream": {"filename": f"sentiment-files/{paths[kind].name}"}}
     model_name = f"file-trained-{kind}"
     training_id = train_over_http(runtime, model_name, source, base_model=tiny_bert_dir, **TINY_RECIPE)
     status = runtime.wait_for_training(training_id)
@@ -127,13 +131,14 @@ def test_train_from_files(runtime, tiny_bert_dir, training_files, kind):
     assert_model_learned(runtime, model_name)
 
 
-def test_missing_training_file_errors_with_its_name_and_no_model(runtime, tiny_bert_dir):
-    training_id = train_over_http(
-        runtime, "never-made", {"data_stream": {"filename": "/nonexistent/train.jsonl"}}, base_model=tiny_bert_dir
-    )
-    status = runtime.wait_for_training(training_id)
-    assert status["state"] == "ERRORED", status
-    assert any("/nonexistent/train.jsonl" in message for message in status["reasons"]), status
+def test_missing_training_file_is_refused_before_a_job_starts(runtime, tiny_bert_dir):
+    body = {
+        "model_name": "never-made",
+        "parameters": {"training_data": {"data_stream": {"filename": "no-such-file.jsonl"}}, "base_model": tiny_bert_dir},
+    }
+    response = requests.post(f"{runtime.http_url}/api/v1/{TRAIN_RPC}", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert "no-such-file.jsonl" in response.json()["details"] and "does not exist" in response.json()["details"]
     assert not os.path.exists(os.path.join(runtime.models_dir, "never-made"))
 
 
@@ -144,12 +149,12 @@ def test_missing_training_file_errors_with_its_name_and_no_model(runtime, tiny_b
         ([{"text": "good film", "label": "positive"}] * 4, "at least 2 distinct labels"),
     ],
 )
-def test_bad_training_data_errors_with_a_reason_and_no_model(runtime, tiny_bert_dir, tmp_path, rows, reason):
-    path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in rows))
+def test_bad_training_data_errors_with_a_reason_and_no_model(runtime, tiny_bert_dir, rows, reason):
     model_name = f"bad-data-{abs(hash(reason)) % 1000}"
+    path = Path(runtime.training_data_dir) / f"{model_name}.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
     training_id = train_over_http(
-        runtime, model_name, {"data_stream": {"filename": str(path)}}, base_model=tiny_bert_dir
+        runtime, model_name, {"data_stream": {"filename": path.name}}, base_model=tiny_bert_dir
     )
     status = runtime.wait_for_training(training_id)
     assert status["state"] == "ERRORED", status

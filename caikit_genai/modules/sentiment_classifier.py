@@ -25,6 +25,7 @@ from ..data_model import LabeledText
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
 from ..toolkit.model_dir import atomic_model_dir
+from ..toolkit.thread_safe import ThreadSafeTokenizer
 from ..toolkit.training import run_training, warmup_linear_schedule
 from ..toolkit.training_data import labeled_pairs
 
@@ -99,7 +100,9 @@ class SentimentClassifier(ModuleBase):
     def __init__(self, tokenizer, model, max_input_tokens: int, device: str = "auto", metrics: Optional[dict] = None):
         super().__init__()
         self.device = resolve_device(os.environ.get("CAIKIT_GENAI_DEVICE") or device)
-        self.tokenizer = tokenizer
+        # Request threads share one model: torch's forward pass is safe to share, the
+        # tokenizer is not (see toolkit/thread_safe.py).
+        self.tokenizer = ThreadSafeTokenizer(tokenizer)
         self.model = model.to(self.device).eval()
         self.max_input_tokens = max_input_tokens
         self.metrics = metrics or {}
@@ -260,8 +263,9 @@ class SentimentClassifier(ModuleBase):
             learning_rate: Peak AdamW learning rate (linear warm-up, then linear decay).
             weight_decay: AdamW weight decay.
             max_length: Training examples are cut to this many tokens.
-            val_fraction: Hold out this fraction of training_data for validation when no
-                validation_data is given.
+            val_fraction: Hold out this fraction of each label's examples for validation when
+                no validation_data is given (rounded down; a label's last example always
+                stays in training).
             seed: Seeds the shuffle, the head's initialisation and dropout.
             device: auto (CUDA when present), cpu or cuda[:N].
             max_seconds: Optional wall-clock budget; training stops after the step that passes it.
@@ -271,9 +275,7 @@ class SentimentClassifier(ModuleBase):
         _check_training_arguments(examples, epochs, batch_size, learning_rate, max_length, val_fraction)
         rng = random.Random(seed)
         if not validation and val_fraction > 0:
-            rng.shuffle(examples)
-            cut = max(1, int(len(examples) * val_fraction))
-            validation, examples = examples[:cut], examples[cut:]
+            examples, validation = stratified_split(examples, val_fraction, rng)
         label_names = sorted({label for _, label in examples})
         if len(label_names) < 2:
             raise ValueError(f"training_data needs at least 2 distinct labels, found {label_names}")
@@ -377,6 +379,26 @@ def _check_training_arguments(examples, epochs, batch_size, learning_rate, max_l
         raise ValueError(f"max_length must be at least 4 tokens, got {max_length}")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+
+def stratified_split(
+    examples: List[Tuple[str, str]], val_fraction: float, rng: random.Random
+) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
+    """(training, validation): `val_fraction` of each label held out, rounded down, and never a
+    label's last example, so every label the data has is trained on (a label with one example
+    is not validated)."""
+    by_label: Dict[str, List[Tuple[str, str]]] = {}
+    for example in examples:
+        by_label.setdefault(example[1], []).append(example)
+    training, validation = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        rng.shuffle(group)
+        held_out = min(int(len(group) * val_fraction), len(group) - 1)
+        validation.extend(group[:held_out])
+        training.extend(group[held_out:])
+    rng.shuffle(training)
+    return training, validation
 
 
 def _length_grouped_batches(encoded, targets, batch_size, pad_id, rng, group_batches: int = 50):
