@@ -51,7 +51,7 @@ models-force: $(INSTALLED) $(JANEAUSTENR)
 
 # The runtime starts at once; default models still building go live as they land in models/.
 serve: $(INSTALLED) $(JANEAUSTENR)
-	@mkdir -p models
+	@mkdir -p models training_data
 	$(PY) -m caikit_genai.bootstrap --missing & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 

@@ -6,6 +6,7 @@ so every test shares this one runtime.
 """
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -24,6 +25,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # configure() call, and would override the test runtime's temp models dir and ports.
 os.environ.pop("CONFIG_FILES", None)
 TINY_SENTIMENT_ID = "tiny-sentiment"
+# Lines with every character README's generation prompts use ("It was", "Once", ...).
+README_PROMPT_LINES = "It was a fine morning. Once the cat sat. The next morning the dog ran."
 TINY_CHAR_ID = "tiny-char"
 # Far above any request the tests make but the "over the limit" one: room for a long stream.
 TINY_CHAR_MAX_NEW_TOKENS_LIMIT = 1_000_000
@@ -54,6 +57,12 @@ def models_dir(tmp_path_factory, tiny_bert_dir) -> str:
         [char_training_text()], max_new_tokens_limit=TINY_CHAR_MAX_NEW_TOKENS_LIMIT, **TINY_CHAR_RECIPE
     )
     generator.save(str(directory / TINY_CHAR_ID))
+    # Tiny stand-ins under the default models' names, for README's examples (tests/test_readme.py).
+    shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment")
+    austen = CharTextGenerator.train(
+        [char_training_text() + "\n" + README_PROMPT_LINES], max_new_tokens_limit=4096, **TINY_CHAR_RECIPE
+    )
+    austen.save(str(directory / "char-austen"))
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")

@@ -1,10 +1,11 @@
 """`python -m caikit.runtime` as `make serve` starts it, in its own process, for what the
-in-process runtime cannot show: an HTTP client that leaves mid-stream.
+in-process runtime cannot show: HTTP clients that leave mid-stream.
 
-caikit 0.28.3 feeds SSE from a worker thread through a one-slot queue; when the client goes, that
-thread stays blocked on the queue for good (and keeps the process from exiting). The generator
-behind it is no longer pulled, so generation stops; this test checks that from outside, by the
-server's CPU time, and then kills the process.
+caikit 0.28.3 feeds SSE from a worker of the request pool (shared by gRPC and HTTP) through a
+one-slot queue; when the client goes, that worker used to stay blocked on the queue for good, and
+a hundred such streams starved the whole runtime. caikit_genai's runtime_patches give the worker
+back; these tests check it from outside: the server goes idle, and after 500 abandoned streams
+gRPC and HTTP still answer.
 """
 
 import json
@@ -14,9 +15,11 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from caikit_nlp_client import GrpcClient
 
 from conftest import REPO_ROOT, TINY_CHAR_ID, TINY_CHAR_MAX_NEW_TOKENS_LIMIT, free_port
 from test_char_runtime import STREAM_ROUTE, sse_events
@@ -33,13 +36,13 @@ def cpu_seconds(pid: int) -> float:
 def served_process(models_dir, tmp_path_factory):
     directory = tmp_path_factory.mktemp("served-process")
     shutil.copytree(os.path.join(models_dir, TINY_CHAR_ID), directory / "models" / TINY_CHAR_ID)
-    http_port = free_port()
+    http_port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
         "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
         "RUNTIME_LOCAL_MODELS_DIR": str(directory / "models"),
         "RUNTIME_TRAINING_OUTPUT_DIR": str(directory / "models"),
-        "RUNTIME_GRPC_PORT": str(free_port()),
+        "RUNTIME_GRPC_PORT": str(grpc_port),
         "RUNTIME_HTTP_PORT": str(http_port),
         "RUNTIME_METRICS_PORT": str(free_port()),
     }
@@ -61,6 +64,7 @@ def served_process(models_dir, tmp_path_factory):
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
+        process.grpc_port = grpc_port
         yield process, url
     finally:
         process.send_signal(signal.SIGKILL)
@@ -95,3 +99,43 @@ def test_http_client_leaving_mid_stream_stops_the_generation(served_process):
     idle = cpu_seconds(process.pid) - idle_from
     assert idle < 0.5, f"the server still used {idle:.2f} s of CPU in the 3 s after the client left"
     assert requests.get(url + "/health", timeout=5).status_code == 200
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def abandon_a_stream(url: str) -> str:
+    """Open a long stream, read its first event, hang up; '' when all went as a client expects."""
+    body = {"model_id": TINY_CHAR_ID, "inputs": "the ", "parameters": {"max_new_tokens": 100_000, "seed": 1}}
+    try:
+        with requests.post(url + STREAM_ROUTE, json=body, stream=True, timeout=(5, 20)) as response:
+            if response.status_code != 200:
+                return f"HTTP {response.status_code}"
+            event, _ = next(sse_events(response))
+            return "" if event == "message" else f"first event {event!r}"
+    except (requests.RequestException, StopIteration) as err:
+        return repr(err)
+
+
+def test_500_abandoned_streams_leave_grpc_and_http_serving(served_process):
+    process, url = served_process
+    with ThreadPoolExecutor(max_workers=25) as clients:
+        problems = [problem for problem in clients.map(lambda _: abandon_a_stream(url), range(500)) if problem]
+    # Before the fix the pool (100 workers) ran dry after ~100 streams: later ones got no event.
+    assert problems == [], f"{len(problems)} of 500 streams failed, e.g. {problems[:3]}"
+
+    time.sleep(2.0)  # the last workers notice their consumer is gone within a fraction of that
+    body = {"model_id": TINY_CHAR_ID, "inputs": "the cat ", "parameters": {"max_new_tokens": 20, "seed": 3}}
+    response = requests.post(url + "/api/v1/task/text-generation", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    client = GrpcClient("127.0.0.1", process.grpc_port, insecure=True)
+    try:
+        generated = client.generate_text(TINY_CHAR_ID, "the cat ", max_new_tokens=20, seed=3)
+    finally:
+        client._close()  # pylint: disable=protected-access
+    assert generated == response.json()["generated_text"]
+    # No stream is still being generated: the process is idle.
+    idle_from = cpu_seconds(process.pid)
+    time.sleep(2.0)
+    assert cpu_seconds(process.pid) - idle_from < 0.5
