@@ -237,3 +237,30 @@ def test_model_mesh_load_cannot_load_from_outside_models_dir(runtime, model_outs
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = requests.get(f"{runtime.http_url}/info/models", timeout=10).json()["models"]
     assert "mesh-outside" not in [model["name"] for model in listed]
+
+
+def test_the_batch_entry_point_checks_the_name_too(tmp_path):
+    """`python -m caikit.runtime.train` with this config trains through the same trainer."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
+
+    (tmp_path / "models").mkdir()
+    data = {"training_data": {"jsondata": {"data": sentiment_examples(4)}}}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "caikit.runtime.train", "--library", "caikit_genai",
+            "--module", "caikit_genai.modules.sentiment_classifier.SentimentClassifier",
+            "--model-name", "../escaped", "--save-path", "models", "--training-kwargs", json.dumps(data),
+            "--termination-log-file", str(tmp_path / "termination.log"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml")},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode != 0
+    assert "not a valid model name" in result.stdout + result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["models", "termination.log"]
+    # caikit's entry point marks every finished run with a `.complete` file in --save-path.
+    assert [name for name in os.listdir(tmp_path / "models") if name != ".complete"] == []
