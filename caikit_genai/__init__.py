@@ -1,4 +1,4 @@
 """caikit-genai: generative-AI modules for the Caikit runtime."""
 
-from . import data_model, modules
-from .modules import CharTextGenerator, SentimentClassifier
+from . import data_model, modules, tasks
+from .modules import AttentionInspector, CharTextGenerator, SentimentClassifier
