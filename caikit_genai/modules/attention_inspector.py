@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
 
 from caikit.core import ModuleBase, ModuleConfig, ModuleSaver, module
 from caikit.interfaces.nlp.data_model import Token
@@ -123,7 +123,10 @@ class AttentionInspector(ModuleBase):
         self.max_input_tokens = int(max_input_tokens or model_input_limit(tokenizer, model))
         self.max_response_bytes = int(max_response_bytes)
         self.metrics = metrics or {}
-        self.decoder_start_token_id = self._decoder_start_token_id() if self.encoder_decoder else None
+        self.decoder_start_token_id = None
+        if self.encoder_decoder:
+            self.decoder_start_token_id = self._decoder_start_token_id()
+            self._check_target_vocabulary()
         # {kind: (layers, heads)}, read from one real forward pass: it also proves the model
         # returns attention weights at all (an sdpa-only model returns None).
         self.stacks = self._probe_stacks()
@@ -442,6 +445,16 @@ class AttentionInspector(ModuleBase):
                 return int(start)
         raise ValueError("this encoder-decoder model sets no decoder_start_token_id: set it in its config.json")
 
+    def _check_target_vocabulary(self) -> None:
+        """A decoder whose vocabulary is smaller than the tokenizer's needs its own target tokenizer."""
+        tokenizer = self.target_tokenizer or self.tokenizer
+        decoder_vocabulary = self.model.get_decoder().get_input_embeddings().num_embeddings
+        if len(tokenizer) > decoder_vocabulary:
+            raise ValueError(
+                f"the decoder reads {decoder_vocabulary} token ids but the tokenizer has {len(tokenizer)}: this model "
+                "needs its target-side tokenizer (name its dir under target_tokenizer in the model's config.yml)"
+            )
+
     def _probe_stacks(self) -> Dict[str, Tuple[int, int]]:
         source = self._encode(self.tokenizer, [PROBE_TEXT], 0, "probe", {})
         target = None
@@ -549,10 +562,17 @@ def renormalize_rows(matrices: np.ndarray) -> np.ndarray:
 
 
 def _load_hf(path: str, target_tokenizer_path: Optional[str], options: dict):
-    """Tokenizer(s) and model with eager attention (sdpa returns no weights)."""
+    """Tokenizer(s) and model with eager attention (sdpa returns no weights).
+
+    Composite models (an EncoderDecoderModel) keep their parts' own configs, which the top-level
+    `attn_implementation` does not reach: each part is set to eager too.
+    """
     config = AutoConfig.from_pretrained(path, **options)
+    for part in vars(config).values():
+        if isinstance(part, PretrainedConfig):
+            part._attn_implementation = "eager"  # pylint: disable=protected-access
     model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
-    model = model_class.from_pretrained(path, attn_implementation="eager", **options)
+    model = model_class.from_pretrained(path, config=config, attn_implementation="eager", **options)
     tokenizer = AutoTokenizer.from_pretrained(path, **options)
     target_tokenizer = AutoTokenizer.from_pretrained(target_tokenizer_path, **options) if target_tokenizer_path else None
     return tokenizer, model, target_tokenizer

@@ -32,22 +32,32 @@ class HfSource:
 
 
 def hf_source(base_model: str) -> HfSource:
-    """Resolve `base_model` to an HF dir (through a caikit model dir's config.yml) or a hub id."""
+    """Resolve `base_model` to an HF dir (through a caikit model dir's config.yml) or a hub id.
+
+    The HF subdir of one of our model dirs resolves through its parent's config.yml too, so a
+    target-side tokenizer kept beside it is found either way.
+    """
     if not base_model or not isinstance(base_model, str):
         raise invalid_argument("base_model must name a local Hugging Face model dir or a hub id")
     if os.path.isdir(base_model):
-        config_path = os.path.join(base_model, CAIKIT_CONFIG)
-        if os.path.isfile(config_path):
-            with open(config_path, encoding="utf-8") as config_file:
-                config = yaml.safe_load(config_file) or {}
-            if config.get("hf_model"):
+        model_dir = os.path.abspath(base_model)
+        for caikit_dir in (model_dir, os.path.dirname(model_dir)):
+            config = _caikit_config(caikit_dir)
+            hf_dir = os.path.join(caikit_dir, config["hf_model"]) if config.get("hf_model") else None
+            if hf_dir and (caikit_dir == model_dir or os.path.samefile(hf_dir, model_dir)):
                 target = config.get("target_tokenizer")
-                return HfSource(
-                    os.path.join(base_model, config["hf_model"]),
-                    True,
-                    os.path.join(base_model, target) if target else None,
-                )
-        return HfSource(base_model, True)
+                return HfSource(hf_dir, True, os.path.join(caikit_dir, target) if target else None)
+        return HfSource(model_dir, True)
     if base_model.startswith((".", "/", "~")) or base_model.count("/") > 1:
         raise invalid_argument(f"base_model {base_model!r} is not a directory (nor a hub id like org/name)")
     return HfSource(base_model, False)
+
+
+def _caikit_config(directory: str) -> dict:
+    """A caikit model dir's config.yml as a dict ({} where there is none)."""
+    config_path = os.path.join(directory, CAIKIT_CONFIG)
+    if not os.path.isfile(config_path):
+        return {}
+    with open(config_path, encoding="utf-8") as config_file:
+        config = yaml.safe_load(config_file)
+    return config if isinstance(config, dict) else {}

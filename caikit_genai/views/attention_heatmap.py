@@ -22,6 +22,7 @@ MIN_PANEL_SIDE, MAX_PANEL_SIDE = 64, 320
 # Token labels are drawn only when a token gets at least this many pixels.
 MIN_LABELLED_CELL = 8
 PAD = 6
+PANEL_FRAME = (160, 160, 160)
 
 
 @dataclass
@@ -107,7 +108,7 @@ def draw_heatmap_grid(panels: List[HeatmapPanel], caption: str = CAPTION) -> Ima
             picture = picture.resize((max(1, round(keys * scale)), max(1, round(queries * scale))), Image.BOX)
         canvas.paste(picture, origin)
         draw.rectangle(
-            (origin[0] - 1, origin[1] - 1, origin[0] + picture.width, origin[1] + picture.height), outline=(160, 160, 160)
+            (origin[0] - 1, origin[1] - 1, origin[0] + picture.width, origin[1] + picture.height), outline=PANEL_FRAME
         )
         if labelled:
             _draw_labels(canvas, draw, font, panel, origin, cell, label_width)
@@ -125,4 +126,4 @@ def _draw_labels(canvas, draw, font, panel: HeatmapPanel, origin, cell: int, lab
         # Drawn on a horizontal strip that is then turned a quarter left: a label's start ends up
         # next to the panel.
         strip_draw.text((PAD // 2, index * cell + cell / 2), label, fill=(0, 0, 0), font=font, anchor="lm")
-    canvas.paste(strip.transpose(Image.ROTATE_90), (origin[0], origin[1] - label_width))
+    canvas.paste(strip.transpose(Image.ROTATE_90), (origin[0], origin[1] - label_width - 1))
