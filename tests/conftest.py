@@ -30,8 +30,11 @@ TINY_CHAR_ID = "tiny-char"
 TINY_CHAR_MAX_NEW_TOKENS_LIMIT = 1_000_000
 TINY_ATTENTION_ID = "tiny-attention"
 TINY_ATTENTION_SEQ2SEQ_ID = "tiny-attention-seq2seq"
-# Small enough that a 60-token request passes it (2 layers x 2 heads x 60 x 60 float16 is 28.8 kB).
+# Small, so that a 60-token request is over it (2 layers x 2 heads x 60 x 60 float16 is 28.8 kB).
 TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
+# The real default attention model (packaged MiniLM-L6 weights, built by its real builder), so the
+# README's attention examples run here exactly as written.
+ATTENTION_MINILM_ID = "attention-minilm"
 
 
 def free_port() -> int:
@@ -55,6 +58,7 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     """The runtime's local_models_dir: a trained tiny classifier, a tiny char RNN and one broken model dir."""
     from caikit_genai import CharTextGenerator, SentimentClassifier
     from caikit_genai import AttentionInspector
+    from caikit_genai.bootstrap import build_attention_minilm
 
     directory = tmp_path_factory.mktemp("models")
     model = SentimentClassifier.train(
@@ -68,6 +72,7 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     attention = AttentionInspector.bootstrap(tiny_bert_dir, max_response_bytes=TINY_ATTENTION_MAX_RESPONSE_BYTES)
     attention.save(str(directory / TINY_ATTENTION_ID))
     AttentionInspector.bootstrap(tiny_bart_dir).save(str(directory / TINY_ATTENTION_SEQ2SEQ_ID))
+    build_attention_minilm(str(directory / ATTENTION_MINILM_ID))
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
@@ -176,6 +181,7 @@ def runtime(models_dir, tmp_path_factory):
         handle.wait_for_model(TINY_CHAR_ID)
         handle.wait_for_model(TINY_ATTENTION_ID)
         handle.wait_for_model(TINY_ATTENTION_SEQ2SEQ_ID)
+        handle.wait_for_model(ATTENTION_MINILM_ID)
         yield handle
         channel.close()
         del grpc_server

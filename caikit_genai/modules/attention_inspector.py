@@ -141,7 +141,7 @@ class AttentionInspector(ModuleBase):
     @AttentionInspectionTask.taskmethod()
     def run(
         self,
-        text: str,
+        text: str = None,
         text_pair: Optional[str] = None,
         target_text: Optional[str] = None,
         layers: Optional[List[int]] = None,
@@ -204,8 +204,8 @@ class AttentionInspector(ModuleBase):
             size = result.to_proto().ByteSize()
             if size > self.max_response_bytes:
                 raise invalid_argument(
-                    f"this response would be {size / 1e6:.2f} MB with its heatmap, over this model's cap of "
-                    f"{self.max_response_bytes / 2**20:.1f} MiB: ask for the heatmap of fewer `layers` or "
+                    f"this response would be {_size(size)} with its heatmap, over this model's cap of "
+                    f"{_size(self.max_response_bytes)}: ask for the heatmap of fewer `layers` or "
                     "`heads` (or an `aggregate`), or leave `heatmap` off"
                 )
         return result
@@ -429,8 +429,8 @@ class AttentionInspector(ModuleBase):
             for kind, shape in shapes.items()
         )
         raise invalid_argument(
-            f"this response would be {size / 1e6:.2f} MB ({detail}, as {request.precision}), over this "
-            f"model's cap of {self.max_response_bytes / 2**20:.1f} MiB (gRPC clients refuse messages over "
+            f"this response would be {_size(size)} ({detail}, as {request.precision}), over this "
+            f"model's cap of {_size(self.max_response_bytes)} (gRPC clients refuse messages over "
             "4 MiB by default). Narrow it: fewer `layers` or `heads`, an `aggregate` (mean, max or rollout: "
             "one matrix per layer), `precision` uint8 (half of float16), fewer `kinds`, or fewer tokens "
             "(`max_tokens`)"
@@ -623,6 +623,10 @@ def _offsets_by_search(tokenizer, ids, special, segments, texts) -> List[Tuple[i
         offsets.append((found, found + len(piece)))
         cursors[segment] = found + len(piece)
     return offsets
+
+
+def _size(byte_count: int) -> str:
+    return f"{byte_count / 2**20:.2f} MiB" if byte_count >= 2**20 else f"{byte_count / 2**10:.1f} KiB"
 
 
 def _kept(values: Sequence, indices: np.ndarray) -> list:
