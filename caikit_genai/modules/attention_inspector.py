@@ -17,7 +17,6 @@ There is nothing to train: the module has no train method. `bootstrap(base_model
 local HF model dir, one of our caikit model dirs that holds one (`hf_model/`), or a hub id.
 """
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -35,9 +34,9 @@ import alog
 from ..data_model.attention import ATTENTION_NOTE, AttentionResult, AttentionWeights
 from ..tasks import AttentionInspectionTask
 from ..toolkit.device import resolve_device
-from ..toolkit.errors import invalid_argument, require_text
+from ..toolkit.errors import choice, invalid_argument, require_text
 from ..toolkit.hf_models import hf_source
-from ..toolkit.model_dir import atomic_model_dir
+from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.packing import PRECISIONS, pack_matrices
 from ..toolkit.thread_safe import ThreadSafeTokenizer
 from ..views.attention_heatmap import draw_attention_heatmap
@@ -47,7 +46,6 @@ log = alog.use_channel("ATTENTION")
 
 HF_SUBDIR = "hf_model"
 TARGET_TOKENIZER_SUBDIR = "target_tokenizer"
-METRICS_FILE = "metrics.json"
 
 # The first of each is the default.
 AGGREGATES = ("none", "mean", "max", "rollout")
@@ -224,8 +222,8 @@ class AttentionInspector(ModuleBase):
             raise invalid_argument(
                 "target_text is for encoder-decoder models; this model is an encoder only: leave target_text out"
             )
-        aggregate = _choice("aggregate", aggregate, AGGREGATES)
-        precision = _choice("precision", precision, tuple(PRECISIONS))
+        aggregate = choice("aggregate", aggregate, AGGREGATES)
+        precision = choice("precision", precision, tuple(PRECISIONS))
         kinds = self._check_kinds(kinds, target_text is not None, aggregate)
         layers = _index_list("layers", layers)
         heads = _index_list("heads", heads)
@@ -494,13 +492,11 @@ class AttentionInspector(ModuleBase):
                     "max_input_tokens": self.max_input_tokens,
                     "max_response_bytes": self.max_response_bytes,
                     "layers_x_heads": {kind: list(stack) for kind, stack in self.stacks.items()},
-                    "metrics": METRICS_FILE,
+                    "metrics": write_metrics(partial_dir, self.metrics),
                 }
                 if self.target_tokenizer is not None:
                     self.target_tokenizer.save_pretrained(os.path.join(partial_dir, TARGET_TOKENIZER_SUBDIR))
                     config["target_tokenizer"] = TARGET_TOKENIZER_SUBDIR
-                with open(os.path.join(partial_dir, METRICS_FILE), "w", encoding="utf-8") as metrics_file:
-                    json.dump(self.metrics, metrics_file, indent=2)
                 saver.update_config(config)
 
     @classmethod
@@ -514,11 +510,6 @@ class AttentionInspector(ModuleBase):
             os.path.join(model_dir, target) if target else None,
             {"local_files_only": True},
         )
-        metrics = {}
-        metrics_path = os.path.join(model_dir, config.get("metrics", METRICS_FILE))
-        if os.path.exists(metrics_path):
-            with open(metrics_path, encoding="utf-8") as metrics_file:
-                metrics = json.load(metrics_file)
         return cls(
             tokenizer,
             model,
@@ -526,7 +517,7 @@ class AttentionInspector(ModuleBase):
             config.get("max_input_tokens"),
             config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
             "auto",
-            metrics,
+            read_metrics(model_dir, config),
         )
 
 
@@ -655,12 +646,3 @@ def _check_in_range(name: str, values: Optional[List[int]], count: int, what: st
     outside = [value for value in values if not 0 <= value < count]
     if outside:
         raise invalid_argument(f"{name} {outside} out of range: {what} (0 to {count - 1})")
-
-
-def _choice(name: str, value, allowed: Sequence[str]) -> str:
-    """One of `allowed`, case-insensitive; unset or empty means the first."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return allowed[0]
-    if isinstance(value, str) and value.strip().lower() in allowed:
-        return value.strip().lower()
-    raise invalid_argument(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
