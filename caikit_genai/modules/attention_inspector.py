@@ -280,7 +280,7 @@ class AttentionInspector(ModuleBase):
         """Tokenize text (and text_pair) as the model reads them, with offsets and segments."""
         texts = [request.text] if request.text_pair is None else [request.text, request.text_pair]
         what = "text" if request.text_pair is None else "text and text_pair"
-        return self._encode(self.tokenizer, texts, request.max_tokens, what, {})
+        return self._encode(self.tokenizer, texts, request.max_tokens, what)
 
     def encode_target(self, request: InspectionRequest) -> EncodedSide:
         """The decoder's teacher-forced input: its start token, then target_text's tokens.
@@ -289,8 +289,9 @@ class AttentionInspector(ModuleBase):
         a final end-of-sequence token is a label only, never read, so it is not shown.
         """
         tokenizer = self.target_tokenizer or self.tokenizer
-        options = {} if self.target_tokenizer else {"text_target": True}
-        labels = self._encode(tokenizer, [request.target_text], request.max_tokens, "target_text", options)
+        # A shared tokenizer reads the target with its target-side settings (text_target).
+        as_target = self.target_tokenizer is None
+        labels = self._encode(tokenizer, [request.target_text], request.max_tokens, "target_text", as_target)
         eos = getattr(tokenizer, "eos_token_id", None)
         count = len(labels.tokens)
         if count and eos is not None and labels.model_inputs["input_ids"][-1] == eos:
@@ -305,11 +306,15 @@ class AttentionInspector(ModuleBase):
             truncated=labels.truncated,
         )
 
-    def _encode(self, tokenizer, texts: List[str], max_tokens: int, what: str, options: dict) -> EncodedSide:
-        if options.get("text_target"):
-            call = lambda **kwargs: tokenizer(text_target=texts[0], **kwargs)  # noqa: E731
-        else:
-            call = lambda **kwargs: tokenizer(*texts, **kwargs)  # noqa: E731
+    def _encode(self, tokenizer, texts: List[str], max_tokens: int, what: str, as_target: bool = False) -> EncodedSide:
+        """Tokens, offsets, segments and special-token flags of one side; too long is refused
+        unless max_tokens cuts it."""
+
+        def call(**options):
+            if as_target:
+                return tokenizer(text_target=texts[0], **options)
+            return tokenizer(*texts, **options)
+
         full_length = len(call(truncation=False)["input_ids"])
         limit = self.max_input_tokens
         truncated = False
@@ -454,7 +459,7 @@ class AttentionInspector(ModuleBase):
             )
 
     def _probe_stacks(self) -> Dict[str, Tuple[int, int]]:
-        source = self._encode(self.tokenizer, [PROBE_TEXT], 0, "probe", {})
+        source = self._encode(self.tokenizer, [PROBE_TEXT], 0, "probe")
         target = None
         if self.encoder_decoder:
             target = EncodedSide({"decoder_input_ids": [self.decoder_start_token_id]}, [], [], np.zeros(1, bool), False)
