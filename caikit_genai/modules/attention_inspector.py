@@ -315,7 +315,7 @@ class AttentionInspector(ModuleBase):
                 return tokenizer(text_target=texts[0], **options)
             return tokenizer(*texts, **options)
 
-        full_length = len(call(truncation=False)["input_ids"])
+        full_length = len(call(truncation=False, verbose=False)["input_ids"])
         limit = self.max_input_tokens
         truncated = False
         if max_tokens:
