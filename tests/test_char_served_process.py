@@ -109,7 +109,8 @@ def abandon_a_stream(url: str) -> str:
     """Open a long stream, read its first event, hang up; '' when all went as a client expects."""
     body = {"model_id": TINY_CHAR_ID, "inputs": "the ", "parameters": {"max_new_tokens": 100_000, "seed": 1}}
     try:
-        with requests.post(url + STREAM_ROUTE, json=body, stream=True, timeout=(5, 20)) as response:
+        # A read timeout under sse-starlette's 15 s ping: a starved stream fails instead of idling.
+        with requests.post(url + STREAM_ROUTE, json=body, stream=True, timeout=(5, 10)) as response:
             if response.status_code != 200:
                 return f"HTTP {response.status_code}"
             event, _ = next(sse_events(response))

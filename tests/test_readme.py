@@ -66,6 +66,8 @@ BLOCKS = [(index, language, code) for index, (language, code) in enumerate(readm
 def readme_state(runtime):
     """README's commands run where `make serve` runs: beside models/ and training_data/."""
     workdir = os.path.dirname(runtime.training_data_dir)
+    if not os.path.exists(os.path.join(workdir, "models")):
+        os.symlink(runtime.models_dir, os.path.join(workdir, "models"))
     os.makedirs(os.path.join(workdir, "my-texts"), exist_ok=True)
     for path in ("my-text.txt", "my-texts/part1.txt"):
         with open(os.path.join(workdir, path), "w", encoding="utf-8") as text_file:

@@ -70,3 +70,90 @@ TINY_CHAR_RECIPE = {
     "learning_rate": 1e-2,
     "seed": 3,
 }
+
+
+SEQ2SEQ_CORPUS = [
+    "the cat sat on the mat",
+    "kucing itu duduk di atas tikar",
+    "the dog sat on the log",
+    "anjing itu duduk di atas kayu",
+    "open the file and save it",
+    "buka berkas lalu simpan",
+]
+
+
+def build_tiny_bart(directory: str, max_positions: int = 64) -> str:
+    """A randomly initialised BART (2 encoder layers x 2 heads, 3 decoder layers x 4 heads, so
+    every count differs) with a byte-level BPE tokenizer trained here: one tokenizer, both sides."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartConfig, BartForConditionalGeneration, BartTokenizerFast
+
+    os.makedirs(directory, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        SEQ2SEQ_CORPUS * 4, vocab_size=320, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
+    bpe.save_model(directory)
+    tokenizer = BartTokenizerFast(
+        vocab_file=os.path.join(directory, "vocab.json"),
+        merges_file=os.path.join(directory, "merges.txt"),
+        model_max_length=max_positions,
+    )
+    tokenizer.save_pretrained(directory)
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_layers=3,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=max_positions,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    BartForConditionalGeneration(config).save_pretrained(directory)
+    return directory
+
+
+def build_tiny_translator_dir(directory: str, encoder_dir: str) -> str:
+    """A caikit model dir shaped as the Translator issue plans its default model: an HF
+    EncoderDecoderModel in hf_model/ (a pretrained encoder, here the tiny BERT, plus a BERT decoder
+    with cross-attention) with the source tokenizer, and its own target-side tokenizer in
+    target_tokenizer/, both named by config.yml."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import BertLMHeadModel, EncoderDecoderModel, PreTrainedTokenizerFast
+
+    hf_dir = os.path.join(directory, "hf_model")
+    target_dir = os.path.join(directory, "target_tokenizer")
+    target = Tokenizer(models.BPE(unk_token="[UNK]"))
+    target.pre_tokenizer = pre_tokenizers.Whitespace()
+    target.train_from_iterator(
+        SEQ2SEQ_CORPUS[1::2] * 4, trainers.BpeTrainer(vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[BOS]", "[EOS]"])
+    )
+    target.post_processor = processors.TemplateProcessing(single="$A [EOS]", special_tokens=[("[EOS]", 3)])
+    target_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=target, bos_token="[BOS]", eos_token="[EOS]", pad_token="[PAD]", unk_token="[UNK]"
+    )
+    target_tokenizer.save_pretrained(target_dir)
+    decoder_config = BertConfig(
+        vocab_size=len(target_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        is_decoder=True,
+        add_cross_attention=True,
+    )
+    model = EncoderDecoderModel(encoder=BertModel.from_pretrained(encoder_dir), decoder=BertLMHeadModel(decoder_config))
+    model.config.decoder_start_token_id = target_tokenizer.bos_token_id
+    model.config.pad_token_id = target_tokenizer.pad_token_id
+    model.save_pretrained(hf_dir)
+    BertTokenizerFast.from_pretrained(encoder_dir).save_pretrained(hf_dir)
+    with open(os.path.join(directory, "config.yml"), "w", encoding="utf-8") as config_file:
+        config_file.write("module_id: translator-to-be\nhf_model: hf_model\ntarget_tokenizer: target_tokenizer\n")
+    return directory

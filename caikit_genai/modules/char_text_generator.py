@@ -16,7 +16,7 @@ import os
 import random
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -35,15 +35,14 @@ import alog
 
 from ..nets.char_rnn import CharRNN, detach_state
 from ..toolkit.device import describe, resolve_device
-from ..toolkit.errors import invalid_argument, require_text
-from ..toolkit.model_dir import atomic_model_dir
+from ..toolkit.errors import choice, invalid_argument, require_text
+from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.training import run_training, warmup_cosine_schedule
 
 log = alog.use_channel("CHARGEN")
 
 WEIGHTS_FILE = "char_rnn.pt"
 VOCAB_FILE = "vocab.json"
-METRICS_FILE = "metrics.json"
 
 DEFAULT_MAX_NEW_TOKENS = 200
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096
@@ -330,7 +329,7 @@ class CharTextGenerator(ModuleBase):
                 f"truncate_input_tokens must be 0 (read the whole prompt) or a positive count, got {truncate}"
             )
 
-        method = _choice("decoding_method", decoding_method, DECODING_METHODS)
+        method = choice("decoding_method", decoding_method, DECODING_METHODS)
         temperature = _real_number("temperature", temperature, DEFAULT_TEMPERATURE)
         if temperature < 0:
             raise invalid_argument(f"temperature must be 0 (greedy) or more, got {temperature}")
@@ -355,7 +354,7 @@ class CharTextGenerator(ModuleBase):
             if not isinstance(stop, str) or not stop:
                 raise invalid_argument(f"stop_sequences must be non-empty strings, got {stop!r}")
 
-        policy = _choice("unknown_characters", unknown_characters, UNKNOWN_CHARACTER_POLICIES)
+        policy = choice("unknown_characters", unknown_characters, UNKNOWN_CHARACTER_POLICIES)
         read = text[-truncate:] if truncate else text
         unknown = sorted({char for char in read if char not in self.char_ids})
         if unknown and policy == "REJECT":
@@ -417,13 +416,11 @@ class CharTextGenerator(ModuleBase):
                 torch.save(self.net.state_dict(), os.path.join(partial_dir, WEIGHTS_FILE))
                 with open(os.path.join(partial_dir, VOCAB_FILE), "w", encoding="utf-8") as vocab_file:
                     json.dump(list(self.vocab), vocab_file, ensure_ascii=False)
-                with open(os.path.join(partial_dir, METRICS_FILE), "w", encoding="utf-8") as metrics_file:
-                    json.dump(self.metrics, metrics_file, indent=2, ensure_ascii=False)
                 saver.update_config(
                     {
                         "weights": WEIGHTS_FILE,
                         "vocab": VOCAB_FILE,
-                        "metrics": METRICS_FILE,
+                        "metrics": write_metrics(partial_dir, self.metrics),
                         "net": self.net.hyperparameters(),
                         "max_new_tokens_limit": self.max_new_tokens_limit,
                     }
@@ -441,13 +438,8 @@ class CharTextGenerator(ModuleBase):
             os.path.join(model_dir, config.get("weights", WEIGHTS_FILE)), map_location="cpu", weights_only=True
         )
         net.load_state_dict(state_dict)
-        metrics = {}
-        metrics_path = os.path.join(model_dir, config.get("metrics", METRICS_FILE))
-        if os.path.exists(metrics_path):
-            with open(metrics_path, encoding="utf-8") as metrics_file:
-                metrics = json.load(metrics_file)
         limit = int(config.get("max_new_tokens_limit", DEFAULT_MAX_NEW_TOKENS_LIMIT))
-        return cls(net, vocab, limit, "auto", metrics)
+        return cls(net, vocab, limit, "auto", read_metrics(model_dir, config))
 
     # -- training --------------------------------------------------------------------------
 
@@ -725,12 +717,3 @@ def _real_number(name: str, value, default: float) -> float:
     if not math.isfinite(value):
         raise invalid_argument(f"{name} must be a finite number, got {value}")
     return float(value)
-
-
-def _choice(name: str, value, allowed: Sequence[str]) -> str:
-    """One of `allowed`, case-insensitive; unset or empty means the first."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return allowed[0]
-    if isinstance(value, str) and value.strip().upper() in allowed:
-        return value.strip().upper()
-    raise invalid_argument(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -1,6 +1,8 @@
 """The one way modules reject bad input: the runtime turns it into gRPC INVALID_ARGUMENT
 and HTTP 400, carrying the message to the caller."""
 
+from typing import Sequence
+
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 
 
@@ -18,3 +20,15 @@ def require_text(text, name: str = "text") -> str:
     if not text.strip():
         raise invalid_argument(f"`{name}` must be a non-empty string, got an empty or whitespace-only one")
     return text
+
+
+def choice(name: str, value, allowed: Sequence[str]) -> str:
+    """One of `allowed` (matched case-insensitively, returned as `allowed` spells it); unset or
+    empty means the first, the default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return allowed[0]
+    if isinstance(value, str):
+        for option in allowed:
+            if value.strip().lower() == option.lower():
+                return option
+    raise invalid_argument(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -7,6 +7,7 @@ lazy loader would pick it up.
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import tempfile
@@ -42,3 +43,23 @@ def atomic_model_dir(model_path: str) -> Iterator[str]:
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
     log.debug("wrote model dir %s", model_path)
+
+
+METRICS_FILE = "metrics.json"
+
+
+def write_metrics(model_dir: str, metrics: dict) -> str:
+    """Write a model's metrics (what its build measured) as metrics.json; returns the file name
+    for its config.yml."""
+    with open(os.path.join(model_dir, METRICS_FILE), "w", encoding="utf-8") as metrics_file:
+        json.dump(metrics, metrics_file, indent=2, ensure_ascii=False)
+    return METRICS_FILE
+
+
+def read_metrics(model_dir: str, config) -> dict:
+    """The metrics file a model's config names ({} for a model dir without one)."""
+    metrics_path = os.path.join(model_dir, config.get("metrics", METRICS_FILE))
+    if not os.path.exists(metrics_path):
+        return {}
+    with open(metrics_path, encoding="utf-8") as metrics_file:
+        return json.load(metrics_file)
