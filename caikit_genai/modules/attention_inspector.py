@@ -35,12 +35,11 @@ from ..data_model.attention import ATTENTION_NOTE, AttentionResult, AttentionWei
 from ..tasks import AttentionInspectionTask
 from ..toolkit.device import resolve_device
 from ..toolkit.errors import choice, invalid_argument, require_text
-from ..toolkit.hf_models import hf_source
+from ..toolkit.hf_models import hf_source, model_input_limit
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.packing import PRECISIONS, pack_matrices
 from ..toolkit.thread_safe import ThreadSafeTokenizer
 from ..views.attention_heatmap import draw_attention_heatmap
-from .sentiment_classifier import model_input_limit
 
 log = alog.use_channel("ATTENTION")
 

