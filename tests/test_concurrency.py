@@ -1,5 +1,6 @@
 """Served means concurrent: many request threads at once against every served model, over gRPC
-and HTTP, and each answer must be the one a lone call gets. A new served module adds a row."""
+and HTTP, and each answer must be the one a lone call gets. A new served module adds a row here
+(AttentionInspector's hammer, which also mixes truncation settings, is in test_attention_runtime.py)."""
 
 import json
 from dataclasses import dataclass

@@ -23,7 +23,7 @@ import alog
 from ..data_model import LabeledText
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
-from ..toolkit.hf_models import model_input_limit, packaged_encoder_path
+from ..toolkit.hf_models import hf_source, model_input_limit, packaged_encoder_path
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.thread_safe import ThreadSafeTokenizer
 from ..toolkit.training import run_training, warmup_linear_schedule
@@ -41,11 +41,8 @@ def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = Non
     With `id2label`, the classification head is sized for those labels (a fresh head when the
     checkpoint is a bare encoder or has other labels).
     """
-    base_model = base_model or packaged_encoder_path()
-    local = os.path.isdir(base_model)
-    if not local and base_model.startswith((".", "/", "~")):
-        raise invalid_argument(f"base_model {base_model!r} is not a directory")
-    options = {"local_files_only": True} if local else {}
+    source = hf_source(base_model or packaged_encoder_path())
+    base_model, options = source.path, source.options
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model, **options)
         if id2label is None:
