@@ -28,8 +28,11 @@ VENV_BIN = os.path.dirname(sys.executable)
 SKIPPED = {
     "make": "the two commands: CI runs `make test` itself; `make serve` and `make models` build the real defaults",
     ".venv/bin/python benchmarks/": "benchmarks print timings; tests/test_benchmarks*.py run them on tiny inputs",
+    "podman ": "no container engine here: tests/test_deploy.py checks the Containerfile's parts and serves its wheel",
+    "oc ": "needs an OpenShift cluster: tests/test_deploy.py builds and validates every kustomization these apply",
+    'curl -sk "$(oc ': "calls a deployed InferenceService; the same request runs against the local runtime above",
 }
-RUN = ("curl", "grpcurl", "python3", "python")
+RUN = ("curl", "grpcurl", "python3", "python", "kubectl")
 # Tiny models under the default models' names: their fields are checked, not what they answer.
 STAND_INS = ("sentiment", "char-austen")
 
@@ -68,6 +71,8 @@ def readme_state(runtime):
     workdir = os.path.dirname(runtime.training_data_dir)
     if not os.path.exists(os.path.join(workdir, "models")):
         os.symlink(runtime.models_dir, os.path.join(workdir, "models"))
+    if not os.path.exists(os.path.join(workdir, "deploy")):
+        os.symlink(os.path.join(REPO_ROOT, "deploy"), os.path.join(workdir, "deploy"))
     os.makedirs(os.path.join(workdir, "my-texts"), exist_ok=True)
     for path in ("my-text.txt", "my-texts/part1.txt"):
         with open(os.path.join(workdir, path), "w", encoding="utf-8") as text_file:

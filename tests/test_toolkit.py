@@ -28,6 +28,20 @@ def test_a_stale_partial_dir_is_cleaned_on_the_next_save(tmp_path):
     assert os.listdir(tmp_path) == ["model"]
 
 
+def test_a_saved_model_dir_gives_its_group_the_owners_permissions(tmp_path):
+    """OpenShift serves with a random uid in group 0: the group must read what another pod saved."""
+    with atomic_model_dir(str(tmp_path / "model")) as partial:
+        os.makedirs(os.path.join(partial, "sub"))
+        with open(os.path.join(partial, "sub", "weights.bin"), "w") as private:
+            private.write("w")
+        os.chmod(os.path.join(partial, "sub", "weights.bin"), 0o600)  # as tempfile-based savers write
+    for root, _, files in os.walk(tmp_path / "model"):
+        for path in [root] + [os.path.join(root, name) for name in files]:
+            mode = os.stat(path).st_mode
+            assert (mode >> 3) & 0o7 == (mode >> 6) & 0o7, f"{path}: {oct(mode & 0o777)}"
+    assert os.stat(tmp_path / "model").st_mode & 0o777 == 0o775
+
+
 def regression_problem():
     torch.manual_seed(0)
     inputs = torch.randn(256, 4)

@@ -3,6 +3,10 @@
 A save writes into a hidden sibling (`.<name>.partial-XXXX`) and renames it into place, so a
 crash, a failed training or a cancelled job never leaves half a model where the runtime's
 lazy loader would pick it up.
+
+Saved files get their group the owner's permissions: OpenShift runs each pod as a random uid in
+group 0, so a model one pod (a training Job) writes must be readable, and replaceable, by the
+next (the server).
 """
 
 import contextlib
@@ -31,7 +35,8 @@ def atomic_model_dir(model_path: str) -> Iterator[str]:
     partial_dir = tempfile.mkdtemp(prefix=f".{name}{PARTIAL_MARK}", dir=parent)
     try:
         yield partial_dir
-        os.chmod(partial_dir, 0o755)
+        os.chmod(partial_dir, 0o755)  # mkdtemp made it 0700
+        share_with_group(partial_dir)
         if os.path.isdir(model_path):
             retired = tempfile.mkdtemp(prefix=f".{name}.retired-", dir=parent)
             os.rename(model_path, os.path.join(retired, name))
@@ -43,6 +48,14 @@ def atomic_model_dir(model_path: str) -> Iterator[str]:
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
     log.debug("wrote model dir %s", model_path)
+
+
+def share_with_group(root: str) -> None:
+    """chmod -R g=u: temp dirs are created 0700 and some savers write 0600 files."""
+    for directory, _, files in os.walk(root):
+        for path in [directory] + [os.path.join(directory, name) for name in files]:
+            mode = os.stat(path).st_mode & 0o7777
+            os.chmod(path, (mode & ~0o070) | ((mode & 0o700) >> 3))
 
 
 METRICS_FILE = "metrics.json"

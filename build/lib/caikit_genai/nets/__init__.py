@@ -1,0 +1,3 @@
+"""Plain torch networks, sized by parameters; no Caikit imports here."""
+
+from .char_rnn import CharRNN

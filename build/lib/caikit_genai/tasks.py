@@ -1,0 +1,16 @@
+"""caikit-genai's own task contracts: the API that caikit generates RPCs and HTTP routes from.
+
+Where caikit.interfaces.nlp already has a task (text classification, text generation), the
+modules implement that one, so caikit-nlp clients work unchanged; only what it lacks lives here.
+"""
+
+from caikit.core import TaskBase, task
+
+from .data_model.attention import AttentionResult
+
+
+@task(required_parameters={"text": str}, output_type=AttentionResult)
+class AttentionInspectionTask(TaskBase):
+    """Per-layer, per-head attention weights of a transformer for one input (RPC
+    `AttentionInspectionTaskPredict`, HTTP `/api/v1/task/attention-inspection`): attention weights,
+    not an explanation of the model's output."""

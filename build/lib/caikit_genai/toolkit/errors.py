@@ -1,0 +1,34 @@
+"""The one way modules reject bad input: the runtime turns it into gRPC INVALID_ARGUMENT
+and HTTP 400, carrying the message to the caller."""
+
+from typing import Sequence
+
+from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
+
+
+def invalid_argument(message: str) -> CaikitCoreException:
+    """An exception for the caller's mistake; raise it, and say what was wrong and how to fix it."""
+    return CaikitCoreException(CaikitCoreStatusCode.INVALID_ARGUMENT, message)
+
+
+def require_text(text, name: str = "text") -> str:
+    """Check a required text argument (an empty string arrives from gRPC/HTTP as None)."""
+    if text is None:
+        raise invalid_argument(f"`{name}` is required and must be a non-empty string")
+    if not isinstance(text, str):
+        raise invalid_argument(f"`{name}` must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise invalid_argument(f"`{name}` must be a non-empty string, got an empty or whitespace-only one")
+    return text
+
+
+def choice(name: str, value, allowed: Sequence[str]) -> str:
+    """One of `allowed` (matched case-insensitively, returned as `allowed` spells it); unset or
+    empty means the first, the default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return allowed[0]
+    if isinstance(value, str):
+        for option in allowed:
+            if value.strip().lower() == option.lower():
+                return option
+    raise invalid_argument(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

