@@ -161,6 +161,27 @@ def test_the_serving_runtimes_follow_what_caikit_and_openshift_ai_expect():
         assert (env["RUNTIME_GRPC_ENABLED"] == "true") == (8085 in ports), name
 
 
+def test_the_training_job_runs_the_batch_entry_point_on_a_module_that_exists():
+    """tests/test_batch_training.py runs that entry point as this Job does; here, the Job's own
+    choices: the module it names is registered, a user error (exit 1) is never retried, one GPU."""
+    import caikit  # pylint: disable=import-outside-toplevel
+
+    import caikit_genai  # pylint: disable=import-outside-toplevel,unused-import
+
+    (job,) = [obj for obj in build("training") if obj["kind"] == "Job"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "caikit.runtime.train"]
+    arguments = dict(zip(container["args"][::2], container["args"][1::2]))
+    registered = {f"{cls.__module__}.{cls.__name__}" for cls in caikit.core.registries.module_registry().values()}
+    assert arguments["--module"] in registered
+    assert DNS_1035.match(arguments["--model-name"])
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    (fail_on_user_error,) = [rule for rule in job["spec"]["podFailurePolicy"]["rules"] if rule["action"] == "FailJob"]
+    assert fail_on_user_error["onExitCodes"]["values"] == [1]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["image"].endswith("-cuda")
+
+
 def test_the_openshift_ai_templates_are_generated_from_the_runtimes():
     generator = os.path.join(DEPLOY, "openshift-ai", "generate_templates.py")
     check = subprocess.run([sys.executable, generator, "--check"], capture_output=True, text=True, check=False)

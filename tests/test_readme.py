@@ -71,8 +71,9 @@ def readme_state(runtime):
     workdir = os.path.dirname(runtime.training_data_dir)
     if not os.path.exists(os.path.join(workdir, "models")):
         os.symlink(runtime.models_dir, os.path.join(workdir, "models"))
-    if not os.path.exists(os.path.join(workdir, "deploy")):
-        os.symlink(os.path.join(REPO_ROOT, "deploy"), os.path.join(workdir, "deploy"))
+    for shared in ("deploy", "runtime_config.yaml"):
+        if not os.path.exists(os.path.join(workdir, shared)):
+            os.symlink(os.path.join(REPO_ROOT, shared), os.path.join(workdir, shared))
     os.makedirs(os.path.join(workdir, "my-texts"), exist_ok=True)
     for path in ("my-text.txt", "my-texts/part1.txt"):
         with open(os.path.join(workdir, path), "w", encoding="utf-8") as text_file:
@@ -137,7 +138,8 @@ def test_readme_block_runs(runtime, readme_state, index, language, code):  # pyl
     for command, expected_lines in shell_commands(code):
         if any(command.startswith(prefix) for prefix in SKIPPED):
             continue
-        assert command.split()[0] in RUN, f"README command of an unknown kind (run it here or list it in SKIPPED):\n{command}"
+        program = re.sub(r"^(\w+=\S*\s+)+", "", command).split()[0]  # after any VAR=value
+        assert program in RUN, f"README command of an unknown kind (run it here or list it in SKIPPED):\n{command}"
         result = run(["bash", "-c", localize(command, runtime, readme_state)], readme_state)
         assert result.returncode == 0, f"{command}\nexit {result.returncode}: {result.stderr[-2000:]}"
         check_output(command, result.stdout, expected_lines)

@@ -4,6 +4,7 @@ stay inside their configured dirs, over gRPC and HTTP, before any job starts."""
 import json
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -239,28 +240,34 @@ def test_model_mesh_load_cannot_load_from_outside_models_dir(runtime, model_outs
     assert "mesh-outside" not in [model["name"] for model in listed]
 
 
-def test_the_batch_entry_point_checks_the_name_too(tmp_path):
-    """`python -m caikit.runtime.train` with this config trains through the same trainer."""
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
+def test_entries_of_the_models_dir_that_are_no_model_names_are_passed_over(runtime, monkeypatch):
+    """A save in progress (`.<name>.partial-*`) and caikit's batch `.complete` marker are not
+    loaded as models by the lazy loader (caikit would try, and log the failure, every poll)."""
+    from caikit.runtime.model_management.model_manager import ModelManager  # pylint: disable=import-outside-toplevel
 
-    from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
+    loader = ModelManager.get_instance().model_loader
+    tried, load = [], loader.load_model
 
-    (tmp_path / "models").mkdir()
-    data = {"training_data": {"jsondata": {"data": sentiment_examples(4)}}}
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "caikit.runtime.train", "--library", "caikit_genai",
-            "--module", "caikit_genai.modules.sentiment_classifier.SentimentClassifier",
-            "--model-name", "../escaped", "--save-path", "models", "--training-kwargs", json.dumps(data),
-            "--termination-log-file", str(tmp_path / "termination.log"),
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml")},
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert result.returncode != 0
-    assert "not a valid model name" in result.stdout + result.stderr
-    assert sorted(os.listdir(tmp_path)) == ["models", "termination.log"]
-    # caikit's entry point marks every finished run with a `.complete` file in --save-path.
-    assert [name for name in os.listdir(tmp_path / "models") if name != ".complete"] == []
+    def recording_load(*args, **kwargs):
+        tried.append(kwargs.get("model_id", args[0] if args else None))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_model", recording_load)
+    partial = os.path.join(runtime.models_dir, ".half-saved.partial-abc")
+    os.makedirs(partial)
+    with open(os.path.join(partial, "config.yml"), "w", encoding="utf-8") as config:
+        config.write("module_id: 8f72161a-1234-4cde-9a7f-000000000000\n")
+    open(os.path.join(runtime.models_dir, ".complete"), "w", encoding="utf-8").close()
+    os.makedirs(os.path.join(runtime.models_dir, "not-a-model-yet"))
+    try:
+        # A visible entry is tried (and fails: it is no model dir); the hidden ones never are.
+        deadline = time.monotonic() + 30
+        while "not-a-model-yet" not in tried:
+            assert time.monotonic() < deadline, f"the lazy loader never polled: {tried}"
+            time.sleep(0.2)
+        time.sleep(2)  # that poll's pass over the dir, and a few more polls (every 0.5 s)
+        assert ".complete" not in tried and ".half-saved.partial-abc" not in tried
+    finally:
+        shutil.rmtree(partial)
+        shutil.rmtree(os.path.join(runtime.models_dir, "not-a-model-yet"))
+        os.remove(os.path.join(runtime.models_dir, ".complete"))

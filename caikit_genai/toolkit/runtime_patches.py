@@ -18,12 +18,23 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
    worker waits on the queue in short slices and gives its thread back (closing the model's
    generator) once the consumer is gone.
+4. The models dir holds more than models: our atomic saves write `.<name>.partial-*` dirs there,
+   and caikit's batch trainer drops a `.complete` file into its save path. caikit's lazy loader
+   tries each entry as a model (and logs the failure every poll); entries that are no model
+   name (hidden ones) are passed over.
+5. `python -m caikit.runtime.train`, the batch entry point training Jobs run, exits 203 ("internal
+   error", no reason given) when a train call is refused before it starts (a bad model name, a
+   data file outside the training data dir) or a job ends ERRORED on bad data. Those are the
+   user's errors: exit 1, with the reason in the termination log, as caikit does for its own
+   argument errors. Anything else stays 203.
 """
 
+import argparse
 import asyncio
 import concurrent.futures
 import functools
 import os
+import sys
 import threading
 import weakref
 
@@ -42,6 +53,7 @@ _PATCHED = "_caikit_genai_patched"
 def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
     _guard_model_manager()
+    _batch_training_exit_codes()
     try:
         from caikit.runtime.http_server import http_server  # pylint: disable=import-outside-toplevel
     except ImportError:
@@ -74,6 +86,8 @@ def _guard_model_manager() -> None:
         return
     retrieve_model, deploy_model = ModelManager.retrieve_model, ModelManager.deploy_model
     undeploy_model, load_model = ModelManager.undeploy_model, ModelManager.load_model
+    local_models_dir_sync = ModelManager._local_models_dir_sync  # pylint: disable=protected-access
+    syncing = threading.local()
 
     @functools.wraps(retrieve_model)
     def checked_retrieve_model(self, model_id):
@@ -105,8 +119,19 @@ def _guard_model_manager() -> None:
             raise _invalid_model_id(model_id)
         return undeploy_model(self, model_id)
 
+    @functools.wraps(local_models_dir_sync)
+    def marked_local_models_dir_sync(self, *args, **kwargs):
+        syncing.active = True
+        try:
+            return local_models_dir_sync(self, *args, **kwargs)
+        finally:
+            syncing.active = False
+
     @functools.wraps(load_model)
     def checked_load_model(self, model_id, local_model_path, *args, **kwargs):
+        if getattr(syncing, "active", False) and not is_safe_model_name(model_id):
+            log.debug2("lazy load passes over %s: not a model name", model_id)
+            return None
         models_dir = self._local_models_dir
         if models_dir and isinstance(local_model_path, str) and not is_inside(
             local_model_path, models_dir, follow_symlinks=False
@@ -122,7 +147,63 @@ def _guard_model_manager() -> None:
     ModelManager.deploy_model = checked_deploy_model
     ModelManager.undeploy_model = checked_undeploy_model
     ModelManager.load_model = checked_load_model
+    ModelManager._local_models_dir_sync = marked_local_models_dir_sync  # pylint: disable=protected-access
     setattr(ModelManager, _PATCHED, True)
+
+
+# -- 5. the batch training entry point -------------------------------------------------------
+
+# What a train call raises, or a job ends with, when the request or its data is at fault.
+USER_ERROR_TYPES = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+USER_ERROR_STATUSES = ("INVALID_ARGUMENT", "ALREADY_EXISTS", "NOT_FOUND", "FAILED_PRECONDITION")
+
+
+def is_user_error(error: BaseException) -> bool:
+    status = getattr(error, "status_code", None)
+    return isinstance(error, USER_ERROR_TYPES) or getattr(status, "name", None) in USER_ERROR_STATUSES
+
+
+def _batch_training_exit_codes() -> None:
+    """Wrap the `train` that `python -m caikit.runtime.train` calls (it runs as `__main__`, so
+    its globals are that module's), when that is the program running."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) != "caikit.runtime.train":
+        return
+    if getattr(main.train, _PATCHED, False):
+        return
+    train = main.train
+
+    def user_error_exit(message: str):
+        options, _ = _batch_options().parse_known_args()
+        log.error("training refused: %s", message)
+        main.exit_complete(main.USER_ERROR_EXIT_CODE, options.save_path, message, options.log_file, options.log_enabled)
+
+    @functools.wraps(train)
+    def train_with_user_errors(*args, **kwargs):
+        try:
+            future = train(*args, **kwargs)
+        except Exception as error:  # pylint: disable=broad-except
+            if not is_user_error(error):
+                raise
+            user_error_exit(f"{type(error).__name__}: {getattr(error, 'message', None) or error}")
+        errors = list(future.get_info().errors or [])
+        if errors and all(is_user_error(error) for error in errors):
+            user_error_exit("; ".join(f"{type(error).__name__}: {error}" for error in errors))
+        return future
+
+    setattr(train_with_user_errors, _PATCHED, True)
+    main.train = train_with_user_errors
+
+
+def _batch_options() -> argparse.ArgumentParser:
+    """The few options of caikit's batch entry point the exit needs (its own parser is local)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--save-path", "-s", default=".")
+    parser.add_argument(
+        "--termination-log-file", "-f", dest="log_file", default=os.environ.get("TERMINATION_LOG_FILE", "/dev/termination-log")
+    )
+    parser.add_argument("--enable-termination-log", "-e", dest="log_enabled", default=os.environ.get("ENABLE_TERMINATION_LOG", True))
+    return parser
 
 
 # -- 2 and 3. the HTTP server ----------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Training through caikit's batch entry point, `python -m caikit.runtime.train`, as a Kubernetes
+Job runs it (deploy/training/train-job.yaml): data as files in the training data dir, the model
+saved under --save-path by --model-name. A user's mistake exits 1 with the reason in the
+termination log and leaves no model dir; a good run exits 0 and leaves a model that loads.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from caikit_genai import CharTextGenerator, SentimentClassifier
+from caikit_genai.toolkit.runtime_patches import is_user_error
+from conftest import REPO_ROOT
+from tiny_models import TINY_CHAR_RECIPE, char_training_text, sentiment_examples
+
+
+def sentiment_job(tiny_bert_dir):
+    lines = [json.dumps(example) for example in sentiment_examples(40)]
+    kwargs = {"training_data": {"file": {"filename": "reviews.jsonl"}}, "base_model": tiny_bert_dir, "epochs": 1}
+    return SentimentClassifier, "reviews.jsonl", lines, kwargs, lambda model: model.run("a lovely film").results
+
+
+def char_job(_):
+    lines = [json.dumps(line) for line in char_training_text().split("\n")]
+    recipe = {key: value for key, value in TINY_CHAR_RECIPE.items() if key != "max_steps"}
+    kwargs = {"training_data": {"file": {"filename": "text.jsonl"}}, "max_steps": 20, **recipe}
+    return CharTextGenerator, "text.jsonl", lines, kwargs, lambda model: model.run("the", max_new_tokens=5).generated_text
+
+
+# A row per trainable module.
+JOBS = {"SentimentClassifier": sentiment_job, "CharTextGenerator": char_job}
+
+
+@pytest.fixture
+def job_dirs(tmp_path):
+    (tmp_path / "training_data").mkdir()
+    (tmp_path / "models").mkdir()
+    return tmp_path
+
+
+def run_batch_training(job_dirs, module_class, model_name, kwargs):
+    """caikit's entry point as the Job's command runs it, with this project's config."""
+    env = {
+        **os.environ,
+        "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
+        "DATA_STREAMS_FILE_SOURCE_BASE": str(job_dirs / "training_data"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    termination_log = job_dirs / "termination-log"
+    termination_log.write_text("")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "caikit.runtime.train",
+            "--module", f"{module_class.__module__}.{module_class.__name__}",
+            "--model-name", model_name,
+            "--save-path", str(job_dirs / "models"),
+            "--training-kwargs", json.dumps(kwargs),
+            "--termination-log-file", str(termination_log),
+        ],
+        cwd=job_dirs, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    return result, termination_log.read_text()
+
+
+@pytest.mark.parametrize("module_name", sorted(JOBS))
+def test_every_module_trains_through_the_batch_entry_point(module_name, job_dirs, tiny_bert_dir):
+    module_class, data_file, lines, kwargs, use = JOBS[module_name](tiny_bert_dir)
+    (job_dirs / "training_data" / data_file).write_text("\n".join(lines) + "\n")
+    result, termination_log = run_batch_training(job_dirs, module_class, "trained", kwargs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert termination_log == ""
+    assert use(module_class.load(str(job_dirs / "models" / "trained")))
+
+
+@pytest.mark.parametrize(
+    "model_name, data_file, contents, reason",
+    [
+        ("../escaped", "reviews.jsonl", None, "is not a valid model name"),
+        ("outside", "/etc/passwd", None, "outside the training data dir"),
+        ("bad-data", "reviews.jsonl", ['{"text": "fine", "label": "positive"}', '{"text": "", "label": "negative"}'], "example 1 has no text"),
+        ("missing", "nowhere.jsonl", None, "does not exist in the training data dir"),
+    ],
+)
+def test_a_users_mistake_exits_1_with_the_reason_and_no_model(job_dirs, tiny_bert_dir, model_name, data_file, contents, reason):
+    if contents is not None:
+        (job_dirs / "training_data" / data_file).write_text("\n".join(contents) + "\n")
+    kwargs = {"training_data": {"file": {"filename": data_file}}, "base_model": tiny_bert_dir, "epochs": 1}
+    result, termination_log = run_batch_training(job_dirs, SentimentClassifier, model_name, kwargs)
+    assert result.returncode == 1, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+    assert reason in termination_log
+    assert [entry for entry in os.listdir(job_dirs / "models") if not entry.startswith(".")] == []
+    assert not (job_dirs / "escaped").exists()
+
+
+def test_a_model_name_that_exists_is_not_overwritten(job_dirs, tiny_bert_dir):
+    (job_dirs / "models" / "taken").mkdir()
+    (job_dirs / "models" / "taken" / "keep.txt").write_text("a model")
+    kwargs = {"training_data": {"file": {"filename": "reviews.jsonl"}}, "base_model": tiny_bert_dir}
+    result, termination_log = run_batch_training(job_dirs, SentimentClassifier, "taken", kwargs)
+    assert result.returncode == 1 and "already exists" in termination_log
+    assert (job_dirs / "models" / "taken" / "keep.txt").read_text() == "a model"
+
+
+def test_only_user_errors_count_as_user_errors():
+    assert is_user_error(ValueError("bad example")) and is_user_error(FileNotFoundError("x"))
+    assert not is_user_error(RuntimeError("CUDA error")) and not is_user_error(MemoryError())
