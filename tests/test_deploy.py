@@ -182,6 +182,22 @@ def test_the_training_job_runs_the_batch_entry_point_on_a_module_that_exists():
     assert container["image"].endswith("-cuda")
 
 
+def test_the_pytorchjob_is_shaped_as_the_training_operator_needs():
+    """tests/test_distributed_training.py runs its command under torchrun with the operator's env."""
+    (job,) = [obj for obj in build("training") if obj["kind"] == "PyTorchJob"]
+    assert isinstance(job["spec"]["nprocPerNode"], str)
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] >= 1
+    for role in ("Master", "Worker"):
+        template = replicas[role]["template"]
+        (container,) = template["spec"]["containers"]
+        assert container["name"] == "pytorch"
+        assert container["command"] == ["torchrun", "-m", "caikit.runtime.train"]
+        assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert replicas[role]["restartPolicy"] == "ExitCode"  # exit 1 is final, signals retry
+    assert replicas["Master"]["template"] == replicas["Worker"]["template"]
+
+
 def test_the_openshift_ai_templates_are_generated_from_the_runtimes():
     generator = os.path.join(DEPLOY, "openshift-ai", "generate_templates.py")
     check = subprocess.run([sys.executable, generator, "--check"], capture_output=True, text=True, check=False)

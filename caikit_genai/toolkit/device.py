@@ -11,6 +11,8 @@ import torch
 
 import alog
 
+from . import distributed
+
 log = alog.use_channel("DEVICE")
 
 
@@ -18,7 +20,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     """Turn 'auto', 'cpu', 'cuda' or 'cuda:N' into a torch.device, refusing a missing GPU."""
     name = (device or "auto").strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # One process per GPU under torchrun: this rank's own.
+        return distributed.local_cuda_device() if distributed.world_size() > 1 else torch.device("cuda")
     try:
         resolved = torch.device(name)
     except RuntimeError as err:

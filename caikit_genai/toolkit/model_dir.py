@@ -19,6 +19,8 @@ from typing import Iterator
 
 import alog
 
+from . import distributed
+
 log = alog.use_channel("MODELDIR")
 
 PARTIAL_MARK = ".partial-"
@@ -26,7 +28,18 @@ PARTIAL_MARK = ".partial-"
 
 @contextlib.contextmanager
 def atomic_model_dir(model_path: str) -> Iterator[str]:
-    """Yield a temp dir to write into; on success it replaces `model_path` in one rename."""
+    """Yield a temp dir to write into; on success it replaces `model_path` in one rename.
+
+    In a data-parallel run every rank ends with the same model; only rank 0 writes it (the
+    others write into a scratch dir that is thrown away)."""
+    if not distributed.is_main_process():
+        scratch = tempfile.mkdtemp(prefix="caikit-genai-rank-scratch-")
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        log.info("rank %d leaves %s to rank 0", distributed.rank(), model_path)
+        return
     model_path = os.path.abspath(model_path)
     parent, name = os.path.split(model_path)
     os.makedirs(parent, exist_ok=True)
