@@ -103,6 +103,7 @@ class Runtime:
     training_management: Any
     inference_service: Any
     training_service: Any
+    metrics_port: int = 0
 
     @property
     def http_url(self) -> str:
@@ -190,6 +191,7 @@ def runtime(models_dir, tmp_path_factory):
             training_management=management_service.stub_class(channel),
             inference_service=inference_service,
             training_service=training_service,
+            metrics_port=metrics_port,
         )
         _wait_for_http(handle.http_url)
         handle.wait_for_model(TINY_SENTIMENT_ID)

@@ -34,6 +34,9 @@ class Row:
     http_call: Callable[[Any, int], Dict]
     grpc_answer: Callable[[Any], Any]
     http_answer: Callable[[Dict], Any]
+    # Whether two answers agree; scores of a batched forward pass may differ from a lone one's
+    # in the last float bits (padding changes the reduction order), so scores compare closely.
+    same: Callable[[Any, Any], bool] = lambda one, other: one == other
 
 
 def classify_grpc(runtime, index):
@@ -73,8 +76,14 @@ def generate_http(runtime, index):
     return response.json()
 
 
-def rounded_scores(results: List) -> List:
-    return [(result["label"], round(result["score"], 5)) for result in results]
+def label_scores(results: List) -> List:
+    return [(result["label"], result["score"]) for result in results]
+
+
+def close_scores(one: List, other: List) -> bool:
+    return [label for label, _ in one] == [label for label, _ in other] and all(
+        abs(a - b) <= 1e-4 for (_, a), (_, b) in zip(one, other)
+    )
 
 
 ROWS = {
@@ -82,8 +91,9 @@ ROWS = {
         TINY_SENTIMENT_ID,
         classify_grpc,
         classify_http,
-        lambda reply: rounded_scores([{"label": r.label, "score": r.score} for r in reply.results]),
-        lambda body: rounded_scores(body["results"]),
+        lambda reply: label_scores([{"label": r.label, "score": r.score} for r in reply.results]),
+        lambda body: label_scores(body["results"]),
+        close_scores,
     ),
     "char-generation": Row(
         TINY_CHAR_ID,
@@ -108,7 +118,7 @@ def test_concurrent_requests_all_succeed_with_the_lone_answer(runtime, name, wir
 
     assert failures(results) == []
     mismatched = [
-        index for index, result in enumerate(results) if answer(result) != alone[index % distinct]
+        index for index, result in enumerate(results) if not row.same(answer(result), alone[index % distinct])
     ]
     assert mismatched == [], f"{len(mismatched)} answers differ from a lone call's, e.g. request {mismatched[:3]}"
 

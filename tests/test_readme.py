@@ -84,6 +84,7 @@ def readme_state(runtime):
 def localize(code, runtime, state):
     code = code.replace("localhost:8080", f"127.0.0.1:{runtime.http_port}")
     code = code.replace("localhost:8085", f"127.0.0.1:{runtime.grpc_port}")
+    code = code.replace("localhost:8086", f"127.0.0.1:{runtime.metrics_port}")
     code = code.replace('"localhost", 8085', f'"127.0.0.1", {runtime.grpc_port}')
     code = code.replace("http://localhost:8080", runtime.http_url)
     if "<id>" in code:

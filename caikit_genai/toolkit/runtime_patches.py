@@ -27,6 +27,10 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    data file outside the training data dir) or a job ends ERRORED on bad data. Those are the
    user's errors: exit 1, with the reason in the termination log, as caikit does for its own
    argument errors. Anything else stays 203.
+6. Serving metrics and backpressure: every answered predict request is timed into our latency
+   histogram (serving_metrics.py), and a request refused at a batcher's queue bound
+   (RESOURCE_EXHAUSTED over gRPC) is HTTP 503, as uvicorn's own concurrency limit answers,
+   instead of caikit's 429.
 """
 
 import argparse
@@ -54,6 +58,7 @@ def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
     _guard_model_manager()
     _batch_training_exit_codes()
+    _serving_metrics()
     try:
         from caikit.runtime.http_server import http_server  # pylint: disable=import-outside-toplevel
     except ImportError:
@@ -204,6 +209,23 @@ def _batch_options() -> argparse.ArgumentParser:
     )
     parser.add_argument("--enable-termination-log", "-e", dest="log_enabled", default=os.environ.get("ENABLE_TERMINATION_LOG", True))
     return parser
+
+
+# -- 6. serving metrics and backpressure -----------------------------------------------------
+
+
+def _serving_metrics() -> None:
+    from caikit.runtime import names  # pylint: disable=import-outside-toplevel
+    from caikit.runtime.servicers.global_predict_servicer import (  # pylint: disable=import-outside-toplevel
+        GlobalPredictServicer,
+    )
+
+    from . import serving_metrics  # pylint: disable=import-outside-toplevel
+
+    names.STATUS_CODE_TO_HTTP[grpc.StatusCode.RESOURCE_EXHAUSTED] = 503
+    if not getattr(GlobalPredictServicer.predict_model, _PATCHED, False):
+        serving_metrics.time_predictions(GlobalPredictServicer)
+        setattr(GlobalPredictServicer.predict_model, _PATCHED, True)
 
 
 # -- 2 and 3. the HTTP server ----------------------------------------------------------------
