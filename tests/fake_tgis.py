@@ -46,6 +46,10 @@ class FakeTGIS(generation_pb2_grpc.GenerationServiceServicer):
     requests: List[Tuple[str, object]] = field(default_factory=list)
     failures: Dict[str, Tuple[grpc.StatusCode, str]] = field(default_factory=dict)
     delays: Dict[str, float] = field(default_factory=dict)
+    # Seconds between streamed tokens, per model_id; and how each stream ended ("completed" or
+    # "cancelled": the client went away first), in order.
+    token_delays: Dict[str, float] = field(default_factory=dict)
+    stream_endings: List[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -112,8 +116,13 @@ class FakeTGIS(generation_pb2_grpc.GenerationServiceServicer):
             input_token_count=generation.input_token_count,
             text=request.request.text if request.params.response.input_text else "",
         )
+        ending = {"state": "cancelled"}
+        context.add_callback(lambda: self.stream_endings.append(ending["state"]))
         for count, piece in enumerate(generation.pieces, start=1):
+            time.sleep(self.token_delays.get(request.model_id, 0.0))
             last = count == len(generation.pieces)
+            if last:
+                ending["state"] = "completed"
             yield generation_pb2.GenerationResponse(
                 generated_token_count=count,
                 text=piece,

@@ -202,6 +202,48 @@ def test_readme_model_dir_is_served_through_tgis(runtime, fake):
     assert result.generated_tokens <= 4
 
 
+def wait_for_stream_ending(fake, count, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while len(fake.stream_endings) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return fake.stream_endings[count - 1] if len(fake.stream_endings) >= count else None
+
+
+def test_a_client_leaving_mid_stream_cancels_the_tgis_call(runtime, fake):
+    fake.token_delays[TINY_TGIS_BASE_MODEL] = 0.1  # 60 tokens: 6 s, unless cancelled
+    try:
+        endings = len(fake.stream_endings)
+        request = runtime.message("TextGenerationTaskRequest", text=PROMPT, max_new_tokens=60, seed=1)
+        call = runtime.inference.ServerStreamingTextGenerationTaskPredict(
+            request, metadata=[("mm-model-id", TINY_TGIS_ID)], timeout=30
+        )
+        assert [next(call).details.generated_tokens for _ in range(3)] == [0, 1, 2]
+        call.cancel()
+        assert wait_for_stream_ending(fake, endings + 1) == "cancelled"
+
+        body = {"model_id": TINY_TGIS_ID, "inputs": PROMPT, "parameters": {"max_new_tokens": 60, "seed": 1}}
+        response = requests.post(runtime.http_url + STREAM_ROUTE, json=body, stream=True, timeout=30)
+        events = sse_events(response)
+        assert [next(events)[0] for _ in range(3)] == ["message"] * 3
+        response.close()
+        assert wait_for_stream_ending(fake, endings + 2) == "cancelled"
+    finally:
+        fake.token_delays.pop(TINY_TGIS_BASE_MODEL, None)
+    assert predict(runtime, TINY_TGIS_ID, text=PROMPT, max_new_tokens=3, seed=1).generated_tokens == 3
+
+
+def test_concurrent_requests_each_get_their_own_answer(runtime):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def generate(seed):
+        return predict(runtime, TINY_TGIS_ID, text=PROMPT, max_new_tokens=6, seed=seed).generated_text
+
+    expected = {seed: generate(seed) for seed in range(1, 5)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        seeds = [1, 2, 3, 4] * 4
+        assert list(pool.map(generate, seeds)) == [expected[seed] for seed in seeds]
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 BAD_PARAMETERS = [
