@@ -346,6 +346,23 @@ def test_the_runtime_still_serves_after_tgis_errors(runtime):
     assert predict(runtime, TINY_CHAR_ID, text="the ", max_new_tokens=3, seed=1).generated_text
 
 
+def test_a_model_loaded_without_a_tgis_backend_says_so(tmp_path):
+    from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
+
+    from caikit_genai.modules import TGISTextGenerator
+
+    TGISTextGenerator("some-model", max_new_tokens_limit=64, request_timeout_seconds=7).save(str(tmp_path / "m"))
+    model = TGISTextGenerator.load(str(tmp_path / "m"))
+    assert (model.base_model_name, model.max_new_tokens_limit, model.request_timeout_seconds) == ("some-model", 64, 7.0)
+    for call in (model.run, model.run_stream_out):
+        with pytest.raises(CaikitCoreException) as raised:
+            call(PROMPT, max_new_tokens=10)
+        assert raised.value.status_code == CaikitCoreStatusCode.CONNECTION_ERROR
+        assert "without a TGIS backend" in raised.value.message
+    with pytest.raises(ValueError, match="base_model_name"):
+        TGISTextGenerator("")
+
+
 # -- the stand-in speaks TGIS's whole service ------------------------------------------------
 
 
