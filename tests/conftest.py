@@ -145,7 +145,23 @@ class Runtime:
 
 
 @pytest.fixture(scope="session")
-def runtime(models_dir, tmp_path_factory):
+def tgis_stand_in(models_dir, tiny_bart_dir):
+    """The `tgis` extra's stand-in TGIS server (tests/fake_tgis.py) and its model dirs in
+    models_dir; None where caikit-tgis-backend is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("caikit_tgis_backend") is None:
+        yield None
+        return
+    from fake_tgis import start_stand_in
+
+    stand_in = start_stand_in(tiny_bart_dir, models_dir, free_port)
+    yield stand_in
+    stand_in.server.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(models_dir, tmp_path_factory, tgis_stand_in):
     import caikit
     from caikit.runtime.grpc_server import RuntimeGRPCServer
     from caikit.runtime.http_server import RuntimeHTTPServer
@@ -172,6 +188,8 @@ def runtime(models_dir, tmp_path_factory):
             "data_streams": {"file_source_base": str(training_data_dir)},
         },
     )
+    if tgis_stand_in is not None:
+        caikit.configure(config_dict=tgis_stand_in.runtime_config)
     inference_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.INFERENCE)
     training_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.TRAINING)
     management_service = ServicePackageFactory.get_service_package(

@@ -3,3 +3,10 @@
 from .attention_inspector import AttentionInspector
 from .char_text_generator import CharTextGenerator
 from .sentiment_classifier import SentimentClassifier
+
+# The `tgis` extra: TGISTextGenerator exists only where caikit-tgis-backend is installed; the
+# rest of the library and the runtime serve without it.
+import importlib.util as _importlib_util
+
+if _importlib_util.find_spec("caikit_tgis_backend") is not None:
+    from .tgis_text_generator import TGISTextGenerator

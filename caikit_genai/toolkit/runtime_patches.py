@@ -31,6 +31,9 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    histogram (serving_metrics.py), and a request refused at a batcher's queue bound
    (RESOURCE_EXHAUSTED over gRPC) is HTTP 503, as uvicorn's own concurrency limit answers,
    instead of caikit's 429.
+7. gRPC UNAVAILABLE (a backend such as a TGIS server is down or did not answer) becomes HTTP 501
+   "Not Implemented" in caikit's status table; it is 503 "Service Unavailable", which clients
+   and load balancers know to retry.
 """
 
 import argparse
@@ -64,6 +67,7 @@ def apply() -> None:
     except ImportError:
         return
     _mend_http_server(http_server)
+    _unavailable_is_http_503()
 
 
 # -- 1. model ids and paths ------------------------------------------------------------------
@@ -323,3 +327,14 @@ def abandonable_async_wrap_iter(iterable, pool=None):
 
     loop.run_in_executor(pool, produce)
     return consumer
+
+
+# -- 7. HTTP status of UNAVAILABLE -------------------------------------------------------------
+
+
+def _unavailable_is_http_503() -> None:
+    """caikit's HTTP server reads this table (the same dict object) on every error."""
+    from caikit.runtime import names  # pylint: disable=import-outside-toplevel
+
+    names.STATUS_CODE_TO_HTTP[grpc.StatusCode.UNAVAILABLE] = 503
+    names.HTTP_TO_STATUS_CODE[503] = grpc.StatusCode.UNAVAILABLE
