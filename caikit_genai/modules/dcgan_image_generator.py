@@ -88,7 +88,7 @@ class DCGANImageGenerator(ModuleBase):
         max_images: int = DEFAULT_MAX_IMAGES,
         device: str = "auto",
         metrics: Optional[dict] = None,
-        sample_grids: Optional[Dict[str, bytes]] = None,
+        artifacts: Optional[Dict[str, bytes]] = None,
     ):
         super().__init__()
         if len(class_names) != generator.num_classes:
@@ -99,8 +99,9 @@ class DCGANImageGenerator(ModuleBase):
         self.class_names = list(class_names)
         self.max_images = int(max_images)
         self.metrics = metrics or {}
-        # File name -> PNG bytes of the sample grid drawn at each training evaluation.
-        self.sample_grids = dict(sample_grids or {})
+        # Extra files for the model dir, by relative path: the sample grid of each training
+        # evaluation (samples/step-NN.png), a build's quality classifier.
+        self.artifacts = dict(artifacts or {})
         self.images_generated = 0
         self._counter_lock = threading.Lock()
 
@@ -252,17 +253,18 @@ class DCGANImageGenerator(ModuleBase):
         with atomic_model_dir(model_path) as partial_dir:
             with ModuleSaver(self, model_path=partial_dir) as saver:
                 torch.save(self.generator.state_dict(), os.path.join(partial_dir, GENERATOR_FILE))
-                if self.sample_grids:
-                    os.makedirs(os.path.join(partial_dir, SAMPLES_DIR))
-                    for name, png in self.sample_grids.items():
-                        with open(os.path.join(partial_dir, SAMPLES_DIR, name), "wb") as grid_file:
-                            grid_file.write(png)
+                for relative_path, contents in self.artifacts.items():
+                    path = os.path.join(partial_dir, relative_path)
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as artifact_file:
+                        artifact_file.write(contents)
                 saver.update_config(
                     {
                         "generator": GENERATOR_FILE,
                         "net": self.generator.hyperparameters(),
                         "class_names": self.class_names,
                         "max_images": self.max_images,
+                        "artifacts": sorted(self.artifacts),
                         "metrics": write_metrics(partial_dir, self.metrics),
                     }
                 )
@@ -279,7 +281,11 @@ class DCGANImageGenerator(ModuleBase):
         generator.load_state_dict(state_dict)
         class_names = list(config.get("class_names") or [])
         max_images = int(config.get("max_images", DEFAULT_MAX_IMAGES))
-        return cls(generator, class_names, max_images, "auto", read_metrics(model_dir, config))
+        artifacts = {}
+        for relative_path in config.get("artifacts") or []:
+            with open(os.path.join(model_dir, relative_path), "rb") as artifact_file:
+                artifacts[relative_path] = artifact_file.read()
+        return cls(generator, class_names, max_images, "auto", read_metrics(model_dir, config), artifacts)
 
     # -- training --------------------------------------------------------------------------
 
@@ -432,7 +438,7 @@ class DCGANImageGenerator(ModuleBase):
         )
         generator.load_state_dict(evaluation.best_state)
         generator.eval()
-        model = cls(generator, class_names, max_images, str(target), sample_grids=evaluation.grids)
+        model = cls(generator, class_names, max_images, str(target), artifacts=evaluation.grids)
         images_seen = report.steps * batch_size
         model.metrics = {
             "recipe": {
@@ -451,7 +457,7 @@ class DCGANImageGenerator(ModuleBase):
             "images_per_second": round(images_seen / max(report.seconds, 1e-9), 1),
             "stopped_by_time_budget": report.stopped_by_time_budget,
             "device": describe(target),
-            "last_losses": report.last_losses,
+            "last_losses": {name: round(value, 4) for name, value in report.last_losses.items()},
             "quality_metric": evaluation.metric_name,
             "eval_samples": evaluation.sample_count,
             "best_sample_grid": evaluation.best_grid,
@@ -506,7 +512,7 @@ class _Evaluation:
             score = frechet_distance(*statistics(extract_features(self.feature_net.features, fakes)), *self.real_stats)
             grid = self.generator(self.grid_noise, self.grid_labels)
         self.generator.train(was_training)
-        name = f"step-{len(self.grids):02d}.png"
+        name = f"{SAMPLES_DIR}/eval-{len(self.grids):02d}.png"
         self.grids[name] = encode(tile(to_uint8(grid), self.grid_columns), "png")
         if score < self.best_score:
             self.best_score, self.best_state = score, copy.deepcopy(self.generator.state_dict())
