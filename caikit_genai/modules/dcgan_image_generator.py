@@ -577,7 +577,9 @@ def _stream_entries(stream) -> Iterator[Tuple[str, object, Optional[str]]]:
     from ..toolkit.subprocess_training import DATA_DIR_SETTING, training_data_dir  # pylint: disable=import-outside-toplevel
     from ..toolkit.safe_paths import resolve_inside  # pylint: disable=import-outside-toplevel
 
-    base_dir = None
+    # A stream from a train request carries the runtime's training data dir (the spawned
+    # training process does not have the runtime's config); in-process, the configured one.
+    base_dir = getattr(stream, "base_dir", None)
     for index, element in enumerate(stream):
         if isinstance(element, dict):
             element = LabeledImage.from_json(element) if not isinstance(element.get("image"), (bytes, Image)) else LabeledImage(**element)
