@@ -126,3 +126,88 @@ def test_tile_lays_images_out_in_rows():
     grid = tile(images, 3)
     assert grid.shape == (2 * 6 + 2, 3 * 6 + 2, 1)
     assert grid[2:6, 2:6].min() == 255 and grid[0].max() == 0
+
+
+# -- training in-process -------------------------------------------------------------------
+
+from tiny_models import TINY_DCGAN_CLASSES, TINY_DCGAN_RECIPE, dcgan_training_images  # noqa: E402
+
+
+def write_folder(root, images, labels):
+    for index, (image, label) in enumerate(zip(images, labels)):
+        os.makedirs(root / label, exist_ok=True)
+        PILImage.fromarray(image[..., 0]).save(root / label / f"{index}.png")
+
+
+def test_train_from_an_image_folder_keeps_the_best_checkpoint_and_a_grid_per_evaluation(tmp_path):
+    images, labels = dcgan_training_images(48)
+    write_folder(tmp_path / "shapes", images, labels)
+    with seeded(0):
+        model = DCGANImageGenerator.train(str(tmp_path / "shapes"), **{**TINY_DCGAN_RECIPE, "max_steps": 6, "eval_every": 2})
+    metrics = model.metrics
+    assert model.class_names == sorted(TINY_DCGAN_CLASSES) and metrics["recipe"]["conditional"]
+    assert [evaluation["step"] for evaluation in metrics["evaluations"]] == [2, 4, 6]
+    scores = [evaluation["frechet_distance"] for evaluation in metrics["evaluations"]]
+    assert metrics["best_frechet_distance"] == round(min(scores), 4)
+    best = metrics["evaluations"][scores.index(min(scores))]["sample_grid"]
+    assert metrics["best_sample_grid"] == best
+    assert sorted(model.artifacts) == ["samples/eval-00.png", "samples/eval-01.png", "samples/eval-02.png"]
+    assert decode_bytes(model.artifacts[best]).size == (7 * 18 + 2, 7 * 18 + 2)  # 48 eval samples: a 7x7 grid
+    assert set(metrics["last_losses"]) == {"D", "G"} and metrics["steps"] == 6
+    model.save(str(tmp_path / "model"))
+    assert sorted(os.listdir(tmp_path / "model" / "samples")) == ["eval-00.png", "eval-01.png", "eval-02.png"]
+    assert DCGANImageGenerator.load(str(tmp_path / "model")).run(1, seed=2).images[0].image_data == model.run(1, seed=2).images[0].image_data
+
+
+def test_the_same_seed_trains_the_same_generator():
+    images, labels = dcgan_training_images(32)
+    runs = [DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "max_steps": 3}) for _ in range(2)]
+    assert runs[0].run(2, seed=0).images[1].image_data == runs[1].run(2, seed=0).images[1].image_data
+
+
+def decode_bytes(data):
+    return PILImage.open(io.BytesIO(data))
+
+
+def test_reading_training_images(tmp_path):
+    images, labels = dcgan_training_images(6)
+    arrays, read_labels = read_training_images((images, labels))
+    assert arrays.shape == (6, 16, 16, 1) and read_labels == labels
+    resized, _ = read_training_images(images, image_size=32, channels=3)
+    assert resized.shape == (6, 32, 32, 3)
+    write_folder(tmp_path / "flat", images, ["x"] * 6)
+    flat, flat_labels = read_training_images(str(tmp_path / "flat" / "x"))
+    assert flat.shape == (6, 16, 16, 1) and flat_labels is None
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: (root / "a.png").write_bytes(b"not a png"), "a.png is not a readable PNG or JPEG file"),
+        (lambda root: [PILImage.new("L", (16 + i * 16, 16 + i * 16)).save(root / f"{i}.png") for i in range(2)], "mixed sizes"),
+        (lambda root: PILImage.new("L", (30, 30)).save(root / "odd.png"), "a size the nets cannot make"),
+        (lambda root: PILImage.new("L", (16, 32)).save(root / "tall.png"), "must be square"),
+        (lambda root: (root / "notes.txt").write_text("no images"), "holds no .png, .jpg or .jpeg files"),
+    ],
+    ids=["unreadable", "mixed", "odd-size", "not-square", "empty"],
+)
+def test_bad_training_images_are_refused_with_the_reason(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        read_training_images(str(tmp_path))
+
+
+def test_bad_training_arguments():
+    images, labels = dcgan_training_images(8)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        DCGANImageGenerator.train((images, labels), batch_size=16)
+    with pytest.raises(ValueError, match="label all of them or none"):
+        read_training_images([{"image": _png(images[0]), "label": "ring"}, {"image": _png(images[1])}])
+    with pytest.raises(ValueError, match="image_size must be"):
+        read_training_images(images, image_size=30)
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    PILImage.fromarray(image[..., 0]).save(buffer, format="PNG")
+    return buffer.getvalue()
