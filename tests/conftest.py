@@ -20,6 +20,7 @@ import requests
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
 from tiny_models import build_tiny_bart  # noqa: E402
+from tiny_models import build_tiny_dcgan  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
@@ -38,6 +39,7 @@ TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
 # The real default attention model (packaged MiniLM-L6 weights, built by its real builder), so the
 # README's attention examples run here exactly as written.
 ATTENTION_MINILM_ID = "attention-minilm"
+TINY_DCGAN_ID = "tiny-dcgan"
 
 
 def free_port() -> int:
@@ -82,6 +84,8 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     attention.save(str(directory / TINY_ATTENTION_ID))
     AttentionInspector.bootstrap(tiny_bart_dir).save(str(directory / TINY_ATTENTION_SEQ2SEQ_ID))
     build_attention_minilm(str(directory / ATTENTION_MINILM_ID))
+    build_tiny_dcgan(str(directory / TINY_DCGAN_ID))
+    shutil.copytree(directory / TINY_DCGAN_ID, directory / "dcgan-fashion")  # README's default name
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
@@ -217,6 +221,7 @@ def runtime(models_dir, tmp_path_factory, tgis_stand_in):
         handle.wait_for_model(TINY_ATTENTION_ID)
         handle.wait_for_model(TINY_ATTENTION_SEQ2SEQ_ID)
         handle.wait_for_model(ATTENTION_MINILM_ID)
+        handle.wait_for_model(TINY_DCGAN_ID)
         yield handle
         channel.close()
         del grpc_server

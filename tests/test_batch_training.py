@@ -12,9 +12,11 @@ import sys
 import pytest
 
 from caikit_genai import CharTextGenerator, SentimentClassifier
+from caikit_genai import DCGANImageGenerator
 from caikit_genai.toolkit.runtime_patches import is_user_error
 from conftest import REPO_ROOT
 from tiny_models import TINY_CHAR_RECIPE, char_training_text, sentiment_examples
+from tiny_models import dcgan_training_images
 
 
 def sentiment_job(tiny_bert_dir):
@@ -30,8 +32,23 @@ def char_job(_):
     return CharTextGenerator, "text.jsonl", lines, kwargs, lambda model: model.run("the", max_new_tokens=5).generated_text
 
 
+def dcgan_job(_):
+    import base64, io  # pylint: disable=import-outside-toplevel,multiple-imports
+    from PIL import Image as PILImage  # pylint: disable=import-outside-toplevel
+
+    images, labels = dcgan_training_images(24)
+    lines = []
+    for image, label in zip(images, labels):
+        buffer = io.BytesIO()
+        PILImage.fromarray(image[..., 0]).save(buffer, format="PNG")
+        lines.append(json.dumps({"image": {"image_data": base64.b64encode(buffer.getvalue()).decode()}, "label": label}))
+    recipe = {"nz": 8, "ngf": 8, "ndf": 8, "batch_size": 8, "max_steps": 3, "eval_samples": 16, "seed": 1}
+    kwargs = {"training_data": {"file": {"filename": "images.jsonl"}}, **recipe}
+    return DCGANImageGenerator, "images.jsonl", lines, kwargs, lambda model: model.run(2, seed=0, label="ring").images
+
+
 # A row per trainable module.
-JOBS = {"SentimentClassifier": sentiment_job, "CharTextGenerator": char_job}
+JOBS = {"SentimentClassifier": sentiment_job, "CharTextGenerator": char_job, "DCGANImageGenerator": dcgan_job}
 
 
 @pytest.fixture

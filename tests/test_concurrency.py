@@ -2,6 +2,7 @@
 and HTTP, and each answer must be the one a lone call gets. A new served module adds a row here
 (AttentionInspector's hammer, which also mixes truncation settings, is in test_attention_runtime.py)."""
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
+from conftest import TINY_DCGAN_ID
 from hammer import failures, hammer
 
 # Texts of mixed lengths (some over the tiny model's 64-token limit, which the truncating call
@@ -76,6 +78,26 @@ def generate_http(runtime, index):
     return response.json()
 
 
+def image_parameters(index):
+    """1 to 3 images, 5 seeds, each class or none: a cycle of 60 distinct requests."""
+    parameters = {"seed": index % 5}
+    if index % 4 < 3:
+        parameters["label"] = ["ring", "square", "stripe"][index % 4]
+    return parameters
+
+
+def images_grpc(runtime, index):
+    request = runtime.message("ImageGenerationTaskRequest", num_images=1 + index % 3, **image_parameters(index))
+    return runtime.inference.ImageGenerationTaskPredict(request, metadata=[("mm-model-id", TINY_DCGAN_ID)], timeout=60)
+
+
+def images_http(runtime, index):
+    body = {"model_id": TINY_DCGAN_ID, "inputs": 1 + index % 3, "parameters": image_parameters(index)}
+    response = requests.post(runtime.http_url + "/api/v1/task/image-generation", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def label_scores(results: List) -> List:
     return [(result["label"], result["score"]) for result in results]
 
@@ -102,6 +124,13 @@ ROWS = {
         lambda reply: reply.generated_text,
         lambda body: body["generated_text"],
     ),
+    "image-generation": Row(
+        TINY_DCGAN_ID,
+        images_grpc,
+        images_http,
+        lambda reply: [base64.b64encode(image.image_data).decode() for image in reply.images],
+        lambda body: [image["image_data"] for image in body["images"]],
+    ),
 }
 
 
@@ -111,7 +140,7 @@ def test_concurrent_requests_all_succeed_with_the_lone_answer(runtime, name, wir
     row = ROWS[name]
     call = row.grpc_call if wire == "grpc" else row.http_call
     answer = row.grpc_answer if wire == "grpc" else row.http_answer
-    distinct = 60  # a multiple of every cycle below (6 texts; 4 prompts x 5 seeds)
+    distinct = 60  # a multiple of every cycle below (6 texts; 4 prompts x 5 seeds; 3 counts x 5 seeds x 4 labels)
     alone = {index: answer(call(runtime, index)) for index in range(distinct)}
 
     results = hammer(lambda index: call(runtime, index), requests=160, threads=32)

@@ -149,3 +149,34 @@ def test_cosine_schedule_paced_by_a_time_budget_reaches_its_floor_when_time_runs
     optimizer.step()
     schedule.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_training_loop_drives_two_optimizers_through_update():
+    """A GAN-shaped step: two networks, two optimizers, each stepped where the step function
+    says, losses reported by name; the loop's one-optimizer path is the same code."""
+    torch.manual_seed(0)
+    nets = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 1), "b": torch.nn.Linear(2, 1)})
+    optimizers = {name: torch.optim.SGD(nets[name].parameters(), lr=0.1) for name in nets}
+    before = {name: nets[name].weight.detach().clone() for name in nets}
+    order = []
+
+    def step_fn(model, batch, update):
+        loss_a = (model["a"](batch) ** 2).mean()
+        update("a", loss_a)
+        order.append("a")
+        loss_b = ((model["b"](batch) - 1) ** 2).mean()
+        update("b", loss_b)
+        order.append("b")
+        return {"A": loss_a, "B": loss_b}
+
+    batches = (torch.randn(8, 2) for _ in range(100))
+    report = run_training(nets, optimizers, batches, step_fn, total_steps=30, device=torch.device("cpu"), grad_clip=None)
+    assert report.steps == 30 and order[:4] == ["a", "b", "a", "b"]
+    assert set(report.last_losses) == {"A", "B"} and report.last_losses["A"] < 0.5
+    assert all(not torch.equal(before[name], nets[name].weight) for name in nets)
+
+    def bad_step(model, batch, update):
+        update("c", model["a"](batch).mean())
+
+    with pytest.raises(KeyError, match="the optimizers are"):
+        run_training(nets, optimizers, iter([torch.randn(4, 2)]), bad_step, total_steps=1, device=torch.device("cpu"))

@@ -15,6 +15,7 @@ import alog
 
 from .attention import build_attention_minilm, build_attention_mpnet
 from .char_austen import CHAR_AUSTEN_RECIPE, build_char_austen, char_austen_splits
+from .dcgan_fashion import DCGAN_FASHION_RECIPE, build_dcgan_fashion
 from .sentiment import SENTIMENT_RECIPE, build_sentiment, sentiment_splits
 
 log = alog.use_channel("BOOTSTRAP")
@@ -24,6 +25,7 @@ BUILDERS: Dict[str, Callable[..., Dict]] = {
     "attention-minilm": build_attention_minilm,
     "sentiment": build_sentiment,
     "char-austen": build_char_austen,
+    "dcgan-fashion": build_dcgan_fashion,
 }
 # Built only when named (`--only attention-mpnet`, what `make models-full` runs): it needs five
 # wheels (404 MB) that only that target installs.

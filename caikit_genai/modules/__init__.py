@@ -2,6 +2,7 @@
 
 from .attention_inspector import AttentionInspector
 from .char_text_generator import CharTextGenerator
+from .dcgan_image_generator import DCGANImageGenerator
 from .sentiment_classifier import SentimentClassifier
 
 # The `tgis` extra: TGISTextGenerator exists only where caikit-tgis-backend is installed; the

@@ -3,6 +3,8 @@ and HTTP 400, carrying the message to the caller."""
 
 from typing import Sequence
 
+import numpy as np
+
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 
 
@@ -32,3 +34,20 @@ def choice(name: str, value, allowed: Sequence[str]) -> str:
             if value.strip().lower() == option.lower():
                 return option
     raise invalid_argument(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def whole_number(name: str, value, default=None):
+    """An integer argument (numpy integers too; not a bool), or `default` when unset."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise invalid_argument(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def number_in_range(name: str, value, low: int, high: int, default=None):
+    """A whole number in [low, high] (or `default` when unset), else INVALID_ARGUMENT saying the range."""
+    number = whole_number(name, value, default)
+    if number is not None and not low <= number <= high:
+        raise invalid_argument(f"{name} must be between {low} and {high}, got {number}")
+    return number

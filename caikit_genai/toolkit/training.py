@@ -5,12 +5,18 @@ batch into a loss; this loop owns the rest: device placement, mixed precision on
 clipping, the learning-rate schedule, periodic evaluation, a progress bar and a wall-clock
 budget. Cancellation needs no polling: the runtime trains in a subprocess and kills it.
 Launched as several ranks (torchrun, a PyTorchJob), it trains data-parallel: see distributed.py.
+
+Two networks with two optimizers (a GAN's generator and discriminator): pass `optimizer` as a
+mapping name -> optimizer and a step function `step_fn(model, batch, update)` that calls
+`update(name, loss)` where it wants that optimizer to step (backward, gradient averaging across
+ranks, clipping and the step happen there, in the order the step function chooses) and returns
+its losses by name. The progress bar then shows each loss, and the report keeps the last ones.
 """
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +30,9 @@ log = alog.use_channel("TRAIN")
 
 _NO_MORE_BATCHES = object()
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+# update(name, loss): backward `loss` and step the optimizer called `name`.
+UpdateFn = Callable[[str, torch.Tensor], None]
+MultiStepFn = Callable[[torch.nn.Module, Any, UpdateFn], Dict[str, torch.Tensor]]
 EvalFn = Callable[[], Dict[str, float]]
 
 
@@ -34,6 +43,8 @@ class TrainingReport:
     steps: int = 0
     seconds: float = 0.0
     last_loss: float = math.nan
+    # Two-optimizer runs: the smoothed last loss of each name the step function returned.
+    last_losses: Dict[str, float] = field(default_factory=dict)
     stopped_by_time_budget: bool = False
     evaluations: List[Dict[str, float]] = field(default_factory=list)
 
@@ -81,13 +92,13 @@ def warmup_cosine_schedule(
 
 def run_training(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Union[torch.optim.Optimizer, Mapping[str, torch.optim.Optimizer]],
     batches: Iterable[Any],
-    step_fn: StepFn,
+    step_fn: Union[StepFn, MultiStepFn],
     *,
     total_steps: int,
     device: torch.device,
-    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+    scheduler: Union[None, torch.optim.lr_scheduler.LRScheduler, Mapping[str, torch.optim.lr_scheduler.LRScheduler]] = None,
     grad_clip: Optional[float] = 1.0,
     evaluate: Optional[EvalFn] = None,
     eval_every: Optional[int] = None,
@@ -96,8 +107,12 @@ def run_training(
 ) -> TrainingReport:
     """Train `model` for at most `total_steps` batches (or until `max_seconds` pass).
 
-    `evaluate` runs every `eval_every` steps and once at the end; it must restore train mode
-    itself if it changes it (this loop calls model.train() before each step anyway).
+    `model` holds every trained network (an nn.ModuleDict for two). With one optimizer,
+    `step_fn(model, batch)` returns the loss; with a mapping of optimizers,
+    `step_fn(model, batch, update)` calls `update(name, loss)` per optimizer and returns its
+    losses by name (see the module docstring). `evaluate` runs every `eval_every` steps and once
+    at the end; it must restore train mode itself if it changes it (this loop calls
+    model.train() before each step anyway).
     """
     if total_steps <= 0:
         raise ValueError("training needs at least one step: got no training batches")
@@ -113,7 +128,36 @@ def run_training(
     progress = tqdm(
         total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True, disable=not records
     )
-    smoothed_loss = None
+    optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else None
+
+    def update(name: str, loss: torch.Tensor, chosen: Optional[torch.optim.Optimizer] = None) -> None:
+        """Backward `loss` and step one optimizer: average gradients across ranks (before
+        unscaling, so every rank sees the same gradients, infs included), clip, step."""
+        if chosen is None:
+            if name not in optimizers:
+                raise KeyError(f"update({name!r}): the optimizers are {sorted(optimizers)}")
+            chosen = optimizers[name]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged: {name} is {loss.item()} at step {report.steps}")
+        parameters = [p for group in chosen.param_groups for p in group["params"]]
+        chosen.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if parallel:
+            distributed.average_gradients(parameters)
+        if scaler is not None:
+            scaler.unscale_(chosen)
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        if scaler is not None:
+            scaler.step(chosen)
+        else:
+            chosen.step()
+
+    schedulers = list(scheduler.values()) if isinstance(scheduler, Mapping) else [scheduler] if scheduler else []
+    smoothed: Dict[str, float] = {}
     remaining = iter(batches)
     try:
         while report.steps < total_steps:
@@ -123,33 +167,23 @@ def run_training(
             model.train()
             batch = move_to_device(batch, device)
             with autocast(device):
-                loss = step_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss is {loss.item()} at step {report.steps}")
-            optimizer.zero_grad(set_to_none=True)
+                if optimizers is None:
+                    losses = {"loss": step_fn(model, batch)}
+                    update("loss", losses["loss"], optimizer)
+                else:
+                    losses = step_fn(model, batch, update)
             if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if parallel:  # before unscaling, so every rank sees the same gradients, infs included
-                distributed.average_gradients(model.parameters())
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
                 scaler.update()
-            else:
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            for one in schedulers:
+                one.step()
             report.steps += 1
-            loss_value = loss.item()
-            smoothed_loss = loss_value if smoothed_loss is None else 0.95 * smoothed_loss + 0.05 * loss_value
-            report.last_loss = smoothed_loss
+            for name, loss in losses.items():
+                value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
+                smoothed[name] = value if name not in smoothed else 0.95 * smoothed[name] + 0.05 * value
+            report.last_losses = dict(smoothed)
+            report.last_loss = smoothed["loss"] if optimizers is None else math.nan
             progress.update(1)
-            progress.set_postfix(loss=f"{smoothed_loss:.4f}", refresh=False)
+            progress.set_postfix({name: f"{value:.4f}" for name, value in smoothed.items()}, refresh=False)
             if records and evaluate and eval_every and report.steps % eval_every == 0 and report.steps < total_steps:
                 _record_evaluation(report, evaluate, progress)
             out_of_time = max_seconds is not None and time.monotonic() - started > max_seconds
@@ -165,7 +199,10 @@ def run_training(
     if records and evaluate:
         _record_evaluation(report, evaluate, None)
     report.seconds = time.monotonic() - started
-    log.info("%s: %d steps in %.1f s, loss %.4f", description, report.steps, report.seconds, report.last_loss)
+    log.info(
+        "%s: %d steps in %.1f s, %s", description, report.steps, report.seconds,
+        ", ".join(f"{name} {value:.4f}" for name, value in report.last_losses.items()),
+    )
     return report
 
 
