@@ -78,7 +78,7 @@ TRANSLATION_ARGS_DOC = """
     Args:
         num_beams: Beam search width (1, the default: greedy; at most the model's max_num_beams).
         length_penalty: Beam search only: > 1 favours longer translations, < 1 shorter (default 1).
-        max_new_tokens: Target tokens to generate at most per sentence (default 128).
+        max_new_tokens: Target tokens to generate at most per sentence (default 128, or the model's max_new_tokens_limit if lower).
         truncate_input_tokens: 0 (the default) splits input longer than the model takes into
             sentences and refuses a single sentence over it; N > 0 cuts each sentence to N tokens.
 """
@@ -86,7 +86,7 @@ TRANSLATION_ARGS_DOC = """
 GENERATION_ARGS_DOC = """
     Args:
         text: The text to translate.
-        max_new_tokens: Target tokens to generate at most per sentence (default 128; the
+        max_new_tokens: Target tokens to generate at most per sentence (default 128 or the limit if lower; the
             model's max_new_tokens_limit caps it).
         min_new_tokens: Target tokens before the end-of-sentence token or a stop sequence may end
             a sentence.
@@ -181,7 +181,7 @@ class Translator(ModuleBase):
         text: str = None,
         num_beams: Optional[int] = 1,
         length_penalty: Optional[float] = 1.0,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: Optional[int] = None,
         truncate_input_tokens: Optional[int] = 0,
     ) -> TranslationResult:
         return self.run_list([require_text(text)], num_beams, length_penalty, max_new_tokens, truncate_input_tokens).results[0]
@@ -197,7 +197,7 @@ class Translator(ModuleBase):
         texts: List[str] = None,
         num_beams: Optional[int] = 1,
         length_penalty: Optional[float] = 1.0,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: Optional[int] = None,
         truncate_input_tokens: Optional[int] = 0,
     ) -> TranslationListResult:
         if texts is None or (isinstance(texts, (list, tuple)) and not texts):
@@ -211,7 +211,7 @@ class Translator(ModuleBase):
         limits = check_generation_parameters(
             max_new_tokens, 0, truncate_input_tokens, "GREEDY", None, None, None, None, None, None,
             max_new_tokens_limit=self.max_new_tokens_limit,
-            default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+            default_max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS, self.max_new_tokens_limit),
             default_temperature=1.0,
         )
         pieces = [piece for index, text in enumerate(texts) for piece in self._pieces(text, index, limits.truncate_input_tokens)]
@@ -238,7 +238,7 @@ class Translator(ModuleBase):
     def run_generate(
         self,
         text: str = None,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: Optional[int] = None,
         min_new_tokens: Optional[int] = 0,
         truncate_input_tokens: Optional[int] = 0,
         decoding_method: Optional[str] = "GREEDY",
@@ -292,7 +292,7 @@ class Translator(ModuleBase):
     def run_stream_out(
         self,
         text: str = None,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: Optional[int] = None,
         min_new_tokens: Optional[int] = 0,
         truncate_input_tokens: Optional[int] = 0,
         decoding_method: Optional[str] = "GREEDY",
@@ -336,7 +336,7 @@ class Translator(ModuleBase):
         return check_generation_parameters(
             *arguments,
             max_new_tokens_limit=self.max_new_tokens_limit,
-            default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+            default_max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS, self.max_new_tokens_limit),
             default_temperature=1.0,
             default_decoding_method="GREEDY",
         )
