@@ -16,6 +16,7 @@ import alog
 from .attention import build_attention_minilm, build_attention_mpnet
 from .char_austen import CHAR_AUSTEN_RECIPE, build_char_austen, char_austen_splits
 from .sentiment import SENTIMENT_RECIPE, build_sentiment, sentiment_splits
+from .translator import TRANSLATOR_EN_ID_RECIPE, build_translator_en_id
 
 log = alog.use_channel("BOOTSTRAP")
 
@@ -24,6 +25,7 @@ BUILDERS: Dict[str, Callable[..., Dict]] = {
     "attention-minilm": build_attention_minilm,
     "sentiment": build_sentiment,
     "char-austen": build_char_austen,
+    "translator-en-id": build_translator_en_id,
 }
 # Built only when named (`--only attention-mpnet`, what `make models-full` runs): it needs five
 # wheels (404 MB) that only that target installs.

@@ -699,6 +699,7 @@ class Translator(ModuleBase):
             )
             learning_rate = learning_rate or 7e-4
             frozen = freeze_encoder
+        max_source_tokens = translator.max_input_tokens  # never past the encoder's positions
         translator.device = target
         model = translator.model.to(target)
         encoder = model.get_encoder()
@@ -833,7 +834,8 @@ class Translator(ModuleBase):
         model.config.pad_token_id = target_tokenizer.pad_token_id
         model.config.eos_token_id = target_tokenizer.eos_token_id
         model.config.tie_word_embeddings = False
-        return cls(model, tokenizer, target_tokenizer, max_source_tokens, max_new_tokens_limit)
+        max_input_tokens = min(max_source_tokens, model_input_limit(tokenizer, encoder))
+        return cls(model, tokenizer, target_tokenizer, max_input_tokens, max_new_tokens_limit)
 
     def _training_batches(self, pairs, batch_size, max_source_tokens, max_target_tokens) -> List[dict]:
         """Length-bucketed batches: pairs sorted by source length, cut into batches of batch_size,
