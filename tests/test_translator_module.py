@@ -157,3 +157,17 @@ def test_fine_tuning_a_given_seq2seq_model(tiny_translator_dir):
     tuned = Translator.train(PAIRS, base_model=tiny_translator_dir, max_steps=3, batch_size=16, val_fraction=0.2)
     assert tuned.metrics["steps"] == 3 and not tuned.metrics["recipe"]["freeze_encoder"]
     assert {"val_loss", "val_bleu", "val_chrf"} <= set(tuned.metrics["validation"])
+
+
+def test_the_speed_benchmark_runs(tiny_translator_dir, capsys):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "translation_speed.py")
+    spec = importlib.util.spec_from_file_location("translation_speed", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    texts = [pair["source"] for pair in PAIRS[:6]]
+    assert benchmark.main(["--model-dir", tiny_translator_dir, "--texts", *texts, "--beams", "1", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "| greedy |" in table and "| 2 beams |" in table and "6/6" in table
