@@ -32,7 +32,7 @@ SKIPPED = {
     "oc ": "needs an OpenShift cluster: tests/test_deploy.py builds and validates every kustomization these apply",
     'curl -sk "$(oc ': "calls a deployed InferenceService; the same request runs against the local runtime above",
 }
-RUN = ("curl", "grpcurl", "python3", "python", "kubectl")
+RUN = ("curl", "grpcurl", "python3", "python", "kubectl", "torchrun")
 # Tiny models under the default models' names: their fields are checked, not what they answer.
 STAND_INS = ("sentiment", "char-austen", "translator-en-id")
 

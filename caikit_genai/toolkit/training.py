@@ -4,6 +4,7 @@ A module hands in its network, optimizer, a stream of batches and a `step_fn` th
 batch into a loss; this loop owns the rest: device placement, mixed precision on CUDA, gradient
 clipping, the learning-rate schedule, periodic evaluation, a progress bar and a wall-clock
 budget. Cancellation needs no polling: the runtime trains in a subprocess and kills it.
+Launched as several ranks (torchrun, a PyTorchJob), it trains data-parallel: see distributed.py.
 """
 
 import math
@@ -16,10 +17,12 @@ from tqdm.auto import tqdm
 
 import alog
 
+from . import distributed
 from .device import autocast, grad_scaler
 
 log = alog.use_channel("TRAIN")
 
+_NO_MORE_BATCHES = object()
 StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[], Dict[str, float]]
 
@@ -98,15 +101,24 @@ def run_training(
     """
     if total_steps <= 0:
         raise ValueError("training needs at least one step: got no training batches")
+    parallel = distributed.start(device)
+    if parallel:
+        distributed.broadcast_parameters(model)
+        batches = distributed.shard(batches)
+    records = distributed.is_main_process()  # only rank 0 evaluates and shows progress
     scaler = grad_scaler(device)
     report = TrainingReport()
     started = time.monotonic()
     model.train()
-    progress = tqdm(total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True)
+    progress = tqdm(
+        total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True, disable=not records
+    )
     smoothed_loss = None
+    remaining = iter(batches)
     try:
-        for batch in batches:
-            if report.steps >= total_steps:
+        while report.steps < total_steps:
+            batch = next(remaining, _NO_MORE_BATCHES)
+            if _agreed(batch is _NO_MORE_BATCHES, parallel, device):  # any rank out of data stops them all
                 break
             model.train()
             batch = move_to_device(batch, device)
@@ -117,9 +129,12 @@ def run_training(
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
             else:
                 loss.backward()
+            if parallel:  # before unscaling, so every rank sees the same gradients, infs included
+                distributed.average_gradients(model.parameters())
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             if scaler is not None:
@@ -135,20 +150,34 @@ def run_training(
             report.last_loss = smoothed_loss
             progress.update(1)
             progress.set_postfix(loss=f"{smoothed_loss:.4f}", refresh=False)
-            if evaluate and eval_every and report.steps % eval_every == 0 and report.steps < total_steps:
+            if records and evaluate and eval_every and report.steps % eval_every == 0 and report.steps < total_steps:
                 _record_evaluation(report, evaluate, progress)
-            if max_seconds is not None and time.monotonic() - started > max_seconds:
+            out_of_time = max_seconds is not None and time.monotonic() - started > max_seconds
+            if _agreed(out_of_time, parallel, device):
                 report.stopped_by_time_budget = report.steps < total_steps
                 break
     finally:
         progress.close()
     if report.steps == 0:
         raise ValueError("training data produced no batches")
-    if evaluate:
+    if parallel:
+        _check_ranks_agree(model, device)
+    if records and evaluate:
         _record_evaluation(report, evaluate, None)
     report.seconds = time.monotonic() - started
     log.info("%s: %d steps in %.1f s, loss %.4f", description, report.steps, report.seconds, report.last_loss)
     return report
+
+
+def _agreed(flag: bool, parallel: bool, device: torch.device) -> bool:
+    """`flag`, or with several ranks, whether it holds on any of them (so all stop at one step)."""
+    return distributed.any_rank(flag, device) if parallel else flag
+
+
+def _check_ranks_agree(model: torch.nn.Module, device: torch.device) -> None:
+    if not distributed.parameters_agree(model, device):
+        raise RuntimeError("data-parallel training went wrong: the ranks ended with different weights")
+    log.info("parameters agree across %d ranks", distributed.world_size())
 
 
 def _record_evaluation(report: TrainingReport, evaluate: EvalFn, progress) -> None:
