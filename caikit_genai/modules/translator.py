@@ -75,7 +75,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 TARGET_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 
 TRANSLATION_ARGS_DOC = """
-    Args:
         num_beams: Beam search width (1, the default: greedy; at most the model's max_num_beams).
         length_penalty: Beam search only: > 1 favours longer translations, < 1 shorter (default 1).
         max_new_tokens: Target tokens to generate at most per sentence (default 128, or the model's max_new_tokens_limit if lower).
@@ -108,6 +107,8 @@ GENERATION_ARGS_DOC = """
 
 
 def _documented(summary: str, args_doc: str):
+    """Give an inference method `summary` plus a shared Args section as its docstring (caikit turns it into the API docs)."""
+
     def decorate(method):
         method.__doc__ = summary + "\n" + args_doc
         return method
