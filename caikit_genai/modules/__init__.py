@@ -4,6 +4,7 @@ from .attention_inspector import AttentionInspector
 from .char_text_generator import CharTextGenerator
 from .dcgan_image_generator import DCGANImageGenerator
 from .sentiment_classifier import SentimentClassifier
+from .translator import Translator
 
 # The `tgis` extra: TGISTextGenerator exists only where caikit-tgis-backend is installed; the
 # rest of the library and the runtime serve without it.
