@@ -100,7 +100,40 @@ def test_a_run_killed_half_way_leaves_no_model_dir(tmp_path):
         assert time.monotonic() < deadline, "training never started"
         time.sleep(0.5)
     time.sleep(3)  # well inside training
-    os.killpg(process.pid, signal.SIGKILL)  # as a node lost or a pod evicted would
+    # As a lost node or an evicted pod would: every process of the job dies at once. torchrun
+    # starts its workers in sessions of their own, so they are found by walking the tree.
+    tree = descendants(process.pid) + [process.pid]
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait(timeout=60)
+    time.sleep(2)
+    assert [pid for pid in tree if alive(pid)] == []
     assert not os.path.exists(model_dir)
     assert [entry for entry in os.listdir(save_dir) if not entry.startswith(".")] == []
+
+
+def descendants(pid: int) -> list:
+    """Every process below `pid` (from /proc), children first."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                children.append(int(entry))
+    return [grandchild for child in children for grandchild in descendants(child)] + children
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (killed) parent's reaper."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
