@@ -14,7 +14,6 @@ routes and parameter names (and defaults: caikit merges one request message per 
 CharTextGenerator. Imported only where caikit-tgis-backend is installed (see modules/__init__.py).
 """
 
-import math
 from typing import Iterable, Iterator, List, Optional
 
 import grpc
@@ -35,6 +34,7 @@ from caikit_tgis_backend.protobufs import generation_pb2
 import alog
 
 from ..toolkit.errors import choice, invalid_argument, require_text
+from ..toolkit.generation import DECODING_METHODS, check_seed, check_stop_sequences, real_number, whole_number
 from ..toolkit.model_dir import atomic_model_dir
 
 log = alog.use_channel("TGISGEN")
@@ -42,11 +42,9 @@ log = alog.use_channel("TGISGEN")
 # Request defaults shared with CharTextGenerator: caikit builds one request message per task and
 # merges the defaults of every module implementing it, so the modules of a task must agree.
 DEFAULT_MAX_NEW_TOKENS = 200
-DECODING_METHODS = ("SAMPLING", "GREEDY")  # the first is the default
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096
 # A whole call (a stream included) may take this long before it is cut off as UNAVAILABLE.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
-MAX_SEED = 2**64 - 1
 
 # TGIS status codes that mean the request itself was wrong: passed on as INVALID_ARGUMENT.
 CALLER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION)
@@ -226,41 +224,39 @@ class TGISTextGenerator(ModuleBase):
         """Check a request and map it onto TGIS's Parameters: (text, Parameters), or raise
         INVALID_ARGUMENT naming the problem. Unset sampling values stay unset (TGIS's defaults)."""
         text = require_text(text)
-        max_new = _whole_number("max_new_tokens", max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
+        max_new = whole_number("max_new_tokens", max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
         if max_new < 1:
             raise invalid_argument(f"max_new_tokens must be at least 1 token, got {max_new}")
         if max_new > self.max_new_tokens_limit:
             raise invalid_argument(
                 f"max_new_tokens is {max_new}, above this model's limit of {self.max_new_tokens_limit} tokens"
             )
-        min_new = _whole_number("min_new_tokens", min_new_tokens, 0)
+        min_new = whole_number("min_new_tokens", min_new_tokens, 0)
         if min_new < 0:
             raise invalid_argument(f"min_new_tokens must be 0 or more, got {min_new}")
         if min_new > max_new:
             raise invalid_argument(f"min_new_tokens ({min_new}) must not exceed max_new_tokens ({max_new})")
-        truncate = _whole_number("truncate_input_tokens", truncate_input_tokens, 0)
+        truncate = whole_number("truncate_input_tokens", truncate_input_tokens, 0)
         if truncate < 0:
             raise invalid_argument(
                 f"truncate_input_tokens must be 0 (send the whole prompt) or a positive count, got {truncate}"
             )
         method = choice("decoding_method", decoding_method, DECODING_METHODS)
-        temperature = _real_number("temperature", temperature, None)
+        temperature = real_number("temperature", temperature, None)
         if temperature is not None and temperature < 0:
             raise invalid_argument(f"temperature must be 0 (greedy) or more, got {temperature}")
-        top_k = _whole_number("top_k", top_k, 0)
+        top_k = whole_number("top_k", top_k, 0)
         if top_k < 0:
             raise invalid_argument(f"top_k must be 0 (all tokens) or a positive count, got {top_k}")
-        top_p = _real_number("top_p", top_p, None)
+        top_p = real_number("top_p", top_p, None)
         if top_p is not None and not 0 < top_p <= 1:
             raise invalid_argument(f"top_p must be in (0, 1], got {top_p}")
-        penalty = _real_number("repetition_penalty", repetition_penalty, None)
+        penalty = real_number("repetition_penalty", repetition_penalty, None)
         if penalty is not None and penalty <= 0:
             raise invalid_argument(f"repetition_penalty must be above 0 (1 means none), got {penalty}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise invalid_argument(f"seed must be a whole number, got {seed!r}")
-        if seed is not None and not 0 <= int(seed) <= MAX_SEED:
-            raise invalid_argument(f"seed must be in [0, 2**64 - 1], got {seed}")
-        stops = _stop_sequences(stop_sequences)
+        # Checked here; an unset seed stays unset: TGIS draws one and reports it.
+        seed = None if seed is None else check_seed(seed, greedy=False)
+        stops = check_stop_sequences(stop_sequences)
 
         greedy = method == "GREEDY" or temperature == 0
         sampling = generation_pb2.SamplingParameters()
@@ -346,33 +342,3 @@ class TGISTextGenerator(ModuleBase):
 def _finish_reason(stop_reason: int) -> FinishReason:
     """TGIS's StopReason and caikit's FinishReason have the same names."""
     return FinishReason[generation_pb2.StopReason.Name(stop_reason)]
-
-
-def _stop_sequences(stop_sequences) -> List[str]:
-    if stop_sequences is None:
-        return []
-    if isinstance(stop_sequences, str):
-        stop_sequences = [stop_sequences]
-    stop_sequences = list(stop_sequences)
-    for stop in stop_sequences:
-        if not isinstance(stop, str) or not stop:
-            raise invalid_argument(f"stop_sequences must be non-empty strings, got {stop!r}")
-    return stop_sequences
-
-
-def _whole_number(name: str, value, default):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise invalid_argument(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _real_number(name: str, value, default):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise invalid_argument(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise invalid_argument(f"{name} must be a finite number, got {value}")
-    return float(value)
