@@ -101,12 +101,12 @@ def build_dcgan_fashion(model_path: str, limit: Optional[int] = None, test_limit
     model = DCGANImageGenerator.train_arrays(
         train_images, train_labels, conditional=True, feature_net=classifier, progress_description="dcgan-fashion", **recipe
     )
-    untrained = DCGANImageGenerator(_untrained_like(model, recipe["seed"]), model.class_names)
+    untrained = DCGANImageGenerator(untrained_like(model, recipe["seed"]), model.class_names)
     count = min(quality_samples, len(test_images))
     test_features = extract_features(classifier.features, test_pixels[:count])
     train_pixels = to_unit_range(torch.from_numpy(train_images[:count]).permute(0, 3, 1, 2))
-    generated, requested = _generate_per_class(model, count)
-    ceiling_images, _ = _generate_per_class(untrained, count)
+    generated, requested = generate_per_class(model, count)
+    ceiling_images, _ = generate_per_class(untrained, count)
     agreement = {}
     predicted = classify(classifier, generated)
     for index, name in enumerate(model.class_names):
@@ -141,7 +141,7 @@ def build_dcgan_fashion(model_path: str, limit: Optional[int] = None, test_limit
     return model.metrics
 
 
-def _untrained_like(model: DCGANImageGenerator, seed: int):
+def untrained_like(model: DCGANImageGenerator, seed: int):
     from ..nets.dcgan import Generator  # pylint: disable=import-outside-toplevel
 
     with torch.random.fork_rng(devices=[]):
@@ -150,7 +150,7 @@ def _untrained_like(model: DCGANImageGenerator, seed: int):
 
 
 @torch.inference_mode()
-def _generate_per_class(model: DCGANImageGenerator, count: int):
+def generate_per_class(model: DCGANImageGenerator, count: int):
     """`count` images in [-1, 1] from seeds 0 .. count-1 (seed i draws class i mod classes, as
     served), generated in batches, and the class id of each."""
     seeds = list(range(count))
