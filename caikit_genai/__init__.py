@@ -1,8 +1,7 @@
 """caikit-genai: generative-AI modules for the Caikit runtime."""
 
 from . import data_model, modules, tasks
-from .modules import AttentionInspector, CharTextGenerator, SentimentClassifier
-from .modules import DCGANImageGenerator
+from .modules import AttentionInspector, CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
 from .toolkit import runtime_patches
 
 # The runtime imports this library before it builds its servers: mend what caikit 0.28.3's

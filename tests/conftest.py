@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
 from tiny_models import build_tiny_bart  # noqa: E402
 from tiny_models import build_tiny_dcgan  # noqa: E402
+from tiny_models import TINY_TRANSLATOR_RECIPE, build_tiny_toy_encoder, seeded, toy_translation_pairs  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
@@ -40,6 +41,7 @@ TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
 # README's attention examples run here exactly as written.
 ATTENTION_MINILM_ID = "attention-minilm"
 TINY_DCGAN_ID = "tiny-dcgan"
+TINY_TRANSLATOR_ID = "tiny-translator"
 
 
 def free_port() -> int:
@@ -59,7 +61,25 @@ def tiny_bart_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
+def toy_encoder_dir(tmp_path_factory) -> str:
+    """A tiny BERT whose vocabulary has the toy English words: the tiny translator's encoder."""
+    return build_tiny_toy_encoder(str(tmp_path_factory.mktemp("base") / "toy-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_translator_dir(tmp_path_factory, toy_encoder_dir) -> str:
+    """A Translator trained (frozen tiny encoder, new decoder and target vocabulary) on the toy pairs."""
+    from caikit_genai import Translator
+
+    with seeded(0):
+        translator = Translator.train(toy_translation_pairs(), encoder_model=toy_encoder_dir, **TINY_TRANSLATOR_RECIPE)
+    directory = str(tmp_path_factory.mktemp("translator") / TINY_TRANSLATOR_ID)
+    translator.save(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir, tiny_translator_dir) -> str:
     """The runtime's local_models_dir: a trained tiny classifier, a tiny char RNN and one broken model dir."""
     from caikit_genai import CharTextGenerator, SentimentClassifier
     from caikit_genai import AttentionInspector
@@ -87,6 +107,8 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir) -> str:
     build_tiny_dcgan(str(directory / TINY_DCGAN_ID))
     # README's default image model: the tiny one, answering to three Fashion-MNIST class names.
     build_tiny_dcgan(str(directory / "dcgan-fashion"), class_names=("Bag", "Sneaker", "Trouser"))
+    shutil.copytree(tiny_translator_dir, directory / TINY_TRANSLATOR_ID)
+    shutil.copytree(tiny_translator_dir, directory / "translator-en-id")
     broken = directory / "broken-model"
     broken.mkdir()
     (broken / "config.yml").write_text("module_id: c974c406-8a2e-41eb-a80d-4e6c4eb526db\nhf_model: missing\n")
@@ -108,6 +130,7 @@ class Runtime:
     training_management: Any
     inference_service: Any
     training_service: Any
+    metrics_port: int = 0
 
     @property
     def http_url(self) -> str:
@@ -149,7 +172,23 @@ class Runtime:
 
 
 @pytest.fixture(scope="session")
-def runtime(models_dir, tmp_path_factory):
+def tgis_stand_in(models_dir, tiny_bart_dir):
+    """The `tgis` extra's stand-in TGIS server (tests/fake_tgis.py) and its model dirs in
+    models_dir; None where caikit-tgis-backend is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("caikit_tgis_backend") is None:
+        yield None
+        return
+    from fake_tgis import start_stand_in
+
+    stand_in = start_stand_in(tiny_bart_dir, models_dir, free_port)
+    yield stand_in
+    stand_in.server.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(models_dir, tmp_path_factory, tgis_stand_in):
     import caikit
     from caikit.runtime.grpc_server import RuntimeGRPCServer
     from caikit.runtime.http_server import RuntimeHTTPServer
@@ -176,6 +215,8 @@ def runtime(models_dir, tmp_path_factory):
             "data_streams": {"file_source_base": str(training_data_dir)},
         },
     )
+    if tgis_stand_in is not None:
+        caikit.configure(config_dict=tgis_stand_in.runtime_config)
     inference_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.INFERENCE)
     training_service = ServicePackageFactory.get_service_package(ServicePackageFactory.ServiceType.TRAINING)
     management_service = ServicePackageFactory.get_service_package(
@@ -195,6 +236,7 @@ def runtime(models_dir, tmp_path_factory):
             training_management=management_service.stub_class(channel),
             inference_service=inference_service,
             training_service=training_service,
+            metrics_port=metrics_port,
         )
         _wait_for_http(handle.http_url)
         handle.wait_for_model(TINY_SENTIMENT_ID)
@@ -203,6 +245,7 @@ def runtime(models_dir, tmp_path_factory):
         handle.wait_for_model(TINY_ATTENTION_SEQ2SEQ_ID)
         handle.wait_for_model(ATTENTION_MINILM_ID)
         handle.wait_for_model(TINY_DCGAN_ID)
+        handle.wait_for_model(TINY_TRANSLATOR_ID)
         yield handle
         channel.close()
         del grpc_server

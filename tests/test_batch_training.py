@@ -11,12 +11,11 @@ import sys
 
 import pytest
 
-from caikit_genai import CharTextGenerator, SentimentClassifier
-from caikit_genai import DCGANImageGenerator
+from caikit_genai import CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
 from caikit_genai.toolkit.runtime_patches import is_user_error
 from conftest import REPO_ROOT
-from tiny_models import TINY_CHAR_RECIPE, char_training_text, sentiment_examples
-from tiny_models import dcgan_training_images
+from tiny_models import TINY_CHAR_RECIPE, TINY_TRANSLATOR_RECIPE, build_tiny_toy_encoder, char_training_text, sentiment_examples
+from tiny_models import dcgan_training_images, toy_translation_pairs
 
 
 def sentiment_job(tiny_bert_dir):
@@ -47,8 +46,21 @@ def dcgan_job(_):
     return DCGANImageGenerator, "images.jsonl", lines, kwargs, lambda model: model.run(2, seed=0, label="ring").images
 
 
+def translator_job(tiny_bert_dir):
+    lines = [json.dumps(pair) for pair in toy_translation_pairs()]
+    encoder = build_tiny_toy_encoder(os.path.join(os.path.dirname(tiny_bert_dir), "batch-toy-encoder"))
+    recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 5}
+    kwargs = {"training_data": {"file": {"filename": "pairs.jsonl"}}, "encoder_model": encoder, **recipe}
+    return Translator, "pairs.jsonl", lines, kwargs, lambda model: model.run("the cat sees the fish").translation_text
+
+
 # A row per trainable module.
-JOBS = {"SentimentClassifier": sentiment_job, "CharTextGenerator": char_job, "DCGANImageGenerator": dcgan_job}
+JOBS = {
+    "SentimentClassifier": sentiment_job,
+    "CharTextGenerator": char_job,
+    "DCGANImageGenerator": dcgan_job,
+    "Translator": translator_job,
+}
 
 
 @pytest.fixture

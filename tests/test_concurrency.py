@@ -10,8 +10,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 import requests
 
-from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
-from conftest import TINY_DCGAN_ID
+from conftest import TINY_CHAR_ID, TINY_DCGAN_ID, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID
 from hammer import failures, hammer
 
 # Texts of mixed lengths (some over the tiny model's 64-token limit, which the truncating call
@@ -36,6 +35,9 @@ class Row:
     http_call: Callable[[Any, int], Dict]
     grpc_answer: Callable[[Any], Any]
     http_answer: Callable[[Dict], Any]
+    # Whether two answers agree; scores of a batched forward pass may differ from a lone one's
+    # in the last float bits (padding changes the reduction order), so scores compare closely.
+    same: Callable[[Any, Any], bool] = lambda one, other: one == other
 
 
 def classify_grpc(runtime, index):
@@ -95,8 +97,41 @@ def images_http(runtime, index):
     return response.json()
 
 
-def rounded_scores(results: List) -> List:
-    return [(result["label"], round(result["score"], 5)) for result in results]
+# Greedy, sampled (seeded) and beam translations of mixed lengths, through both of the
+# Translator's tokenizers (source and target) from many threads.
+TRANSLATOR_TEXTS = ["the cat sees the fish", "the dog", "the hen likes the water . the bird eats the rice", "the bird"]
+
+
+def translation_parameters(index):
+    return [{}, {"decoding_method": "SAMPLING", "seed": index % 5 + 1, "temperature": 1.2}, {"num_beams": 3}][index % 3]
+
+
+def translate_grpc(runtime, index):
+    request = runtime.message(
+        "TextGenerationTaskRequest", text=TRANSLATOR_TEXTS[index % len(TRANSLATOR_TEXTS)], **translation_parameters(index)
+    )
+    return runtime.inference.TextGenerationTaskPredict(request, metadata=[("mm-model-id", TINY_TRANSLATOR_ID)], timeout=60)
+
+
+def translate_http(runtime, index):
+    body = {
+        "model_id": TINY_TRANSLATOR_ID,
+        "inputs": TRANSLATOR_TEXTS[index % len(TRANSLATOR_TEXTS)],
+        "parameters": translation_parameters(index),
+    }
+    response = requests.post(runtime.http_url + "/api/v1/task/text-generation", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def label_scores(results: List) -> List:
+    return [(result["label"], result["score"]) for result in results]
+
+
+def close_scores(one: List, other: List) -> bool:
+    return [label for label, _ in one] == [label for label, _ in other] and all(
+        abs(a - b) <= 1e-4 for (_, a), (_, b) in zip(one, other)
+    )
 
 
 ROWS = {
@@ -104,8 +139,9 @@ ROWS = {
         TINY_SENTIMENT_ID,
         classify_grpc,
         classify_http,
-        lambda reply: rounded_scores([{"label": r.label, "score": r.score} for r in reply.results]),
-        lambda body: rounded_scores(body["results"]),
+        lambda reply: label_scores([{"label": r.label, "score": r.score} for r in reply.results]),
+        lambda body: label_scores(body["results"]),
+        close_scores,
     ),
     "char-generation": Row(
         TINY_CHAR_ID,
@@ -121,6 +157,13 @@ ROWS = {
         lambda reply: [base64.b64encode(image.image_data).decode() for image in reply.images],
         lambda body: [image["image_data"] for image in body["images"]],
     ),
+    "translation": Row(
+        TINY_TRANSLATOR_ID,
+        translate_grpc,
+        translate_http,
+        lambda reply: reply.generated_text,
+        lambda body: body["generated_text"],
+    ),
 }
 
 
@@ -130,14 +173,15 @@ def test_concurrent_requests_all_succeed_with_the_lone_answer(runtime, name, wir
     row = ROWS[name]
     call = row.grpc_call if wire == "grpc" else row.http_call
     answer = row.grpc_answer if wire == "grpc" else row.http_answer
-    distinct = 60  # a multiple of every cycle below (6 texts; 4 prompts x 5 seeds; 3 counts x 5 seeds x 4 labels)
+    distinct = 60  # a multiple of every cycle below (6 texts; 4 prompts x 5 seeds; 3 counts x 5 seeds x 4 labels;
+    # 4 texts x 3 kinds x 5 seeds)
     alone = {index: answer(call(runtime, index)) for index in range(distinct)}
 
     results = hammer(lambda index: call(runtime, index), requests=160, threads=32)
 
     assert failures(results) == []
     mismatched = [
-        index for index, result in enumerate(results) if answer(result) != alone[index % distinct]
+        index for index, result in enumerate(results) if not row.same(answer(result), alone[index % distinct])
     ]
     assert mismatched == [], f"{len(mismatched)} answers differ from a lone call's, e.g. request {mismatched[:3]}"
 

@@ -250,12 +250,21 @@ def image_root():
 
 @pytest.fixture(scope="module")
 def clean_venv(image_root):
-    """The package as a wheel, installed with its dependencies into a fresh venv (as the image's
-    build stage does; pip's cache makes it a minute or two)."""
-    wheels, venv = image_root / "wheels", image_root / "venv"
+    """The package as a wheel, built from what the Containerfile's build stage copies (a clean
+    tree: an in-place build would leave build/ in the checkout, and stale files in the wheel),
+    installed with its dependencies into a fresh venv (pip's cache makes it a minute or two)."""
+    source, wheels, venv = image_root / "src", image_root / "wheels", image_root / "venv"
+    source.mkdir()
+    for copied in ("pyproject.toml", "README.md", "caikit_genai"):
+        if os.path.isdir(os.path.join(REPO_ROOT, copied)):
+            shutil.copytree(
+                os.path.join(REPO_ROOT, copied), source / copied, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy(os.path.join(REPO_ROOT, copied), source / copied)
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), REPO_ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
         check=True, env=pip_env, timeout=600,
     )
     subprocess.run([base_python(), "-m", "venv", str(venv)], check=True, timeout=120)

@@ -32,9 +32,9 @@ SKIPPED = {
     "oc ": "needs an OpenShift cluster: tests/test_deploy.py builds and validates every kustomization these apply",
     'curl -sk "$(oc ': "calls a deployed InferenceService; the same request runs against the local runtime above",
 }
-RUN = ("curl", "grpcurl", "python3", "python", "kubectl")
+RUN = ("curl", "grpcurl", "python3", "python", "kubectl", "torchrun")
 # Tiny models under the default models' names: their fields are checked, not what they answer.
-STAND_INS = ("sentiment", "char-austen")
+STAND_INS = ("sentiment", "char-austen", "translator-en-id")
 
 
 def readme_blocks():
@@ -84,6 +84,7 @@ def readme_state(runtime):
 def localize(code, runtime, state):
     code = code.replace("localhost:8080", f"127.0.0.1:{runtime.http_port}")
     code = code.replace("localhost:8085", f"127.0.0.1:{runtime.grpc_port}")
+    code = code.replace("localhost:8086", f"127.0.0.1:{runtime.metrics_port}")
     code = code.replace('"localhost", 8085', f'"127.0.0.1", {runtime.grpc_port}')
     code = code.replace("http://localhost:8080", runtime.http_url)
     if "<id>" in code:

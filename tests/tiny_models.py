@@ -36,11 +36,12 @@ def seeded(seed: int):
 
 
 def build_tiny_bert(
-    directory: str, layers: int = 2, hidden: int = 32, max_positions: int = 64, seed: int = 0
+    directory: str, layers: int = 2, hidden: int = 32, max_positions: int = 64, seed: int = 0, words=None
 ) -> str:
-    """A randomly initialised 2-layer BERT with a ~100-token WordPiece vocab and a real tokenizer."""
+    """A randomly initialised 2-layer BERT with a ~100-token WordPiece vocab and a real tokenizer
+    (trained on the sentiment words, or on `words`)."""
     os.makedirs(directory, exist_ok=True)
-    corpus = [" ".join(POSITIVE_WORDS + NEGATIVE_WORDS + FILLER)] * 4
+    corpus = [" ".join(words or POSITIVE_WORDS + NEGATIVE_WORDS + FILLER)] * 4
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(corpus, vocab_size=120, min_frequency=1)
     wordpiece.save_model(directory)
@@ -219,3 +220,41 @@ def build_tiny_dcgan(directory: str, seed: int = 0, class_names=TINY_DCGAN_CLASS
         model = DCGANImageGenerator.train((images, labels), max_images=TINY_DCGAN_MAX_IMAGES, **TINY_DCGAN_RECIPE)
     model.save(directory)
     return model
+
+
+# A toy English -> Indonesian: "the <subject> <verb> the <object>" -> "<subjek> itu <verba> <objek>".
+TOY_SUBJECTS = {"cat": "kucing", "dog": "anjing", "hen": "ayam", "bird": "burung"}
+TOY_VERBS = {"sees": "melihat", "eats": "makan", "likes": "suka"}
+TOY_OBJECTS = {"fish": "ikan", "rice": "nasi", "water": "air", "bread": "roti"}
+TOY_ENGLISH_WORDS = ["the", "."] + list(TOY_SUBJECTS) + list(TOY_VERBS) + list(TOY_OBJECTS)
+
+
+def toy_translation_pairs():
+    """All 48 toy sentence pairs, as {"source", "target"} dicts."""
+    return [
+        {"source": f"the {s} {v} the {o}", "target": f"{si} itu {vi} {oi}"}
+        for s, si in TOY_SUBJECTS.items()
+        for v, vi in TOY_VERBS.items()
+        for o, oi in TOY_OBJECTS.items()
+    ]
+
+
+# Small enough to train in a few seconds on a shared 2-core machine, and to learn the toy pairs.
+TINY_TRANSLATOR_RECIPE = {
+    "decoder_layers": 1,
+    "decoder_heads": 2,
+    "target_vocab_size": 60,
+    "batch_size": 8,
+    "max_steps": 240,
+    "learning_rate": 5e-3,
+    "label_smoothing": 0.0,
+    "val_fraction": 0.0,
+    "max_source_tokens": 32,
+    "max_new_tokens_limit": 64,
+    "seed": 1,
+}
+
+
+def build_tiny_toy_encoder(directory: str) -> str:
+    """The tiny BERT with the toy English words in its vocabulary (one token per word)."""
+    return build_tiny_bert(directory, words=TOY_ENGLISH_WORDS, max_positions=64, seed=2)

@@ -17,6 +17,7 @@ from .attention import build_attention_minilm, build_attention_mpnet
 from .char_austen import CHAR_AUSTEN_RECIPE, build_char_austen, char_austen_splits
 from .dcgan_fashion import DCGAN_FASHION_RECIPE, build_dcgan_fashion
 from .sentiment import SENTIMENT_RECIPE, build_sentiment, sentiment_splits
+from .translator import TRANSLATOR_EN_ID_RECIPE, build_translator_en_id
 
 log = alog.use_channel("BOOTSTRAP")
 
@@ -26,6 +27,7 @@ BUILDERS: Dict[str, Callable[..., Dict]] = {
     "sentiment": build_sentiment,
     "char-austen": build_char_austen,
     "dcgan-fashion": build_dcgan_fashion,
+    "translator-en-id": build_translator_en_id,
 }
 # Built only when named (`--only attention-mpnet`, what `make models-full` runs): it needs five
 # wheels (404 MB) that only that target installs.

@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
 
 from caikit.core import ModuleBase, ModuleConfig, ModuleSaver, module
 from caikit.interfaces.nlp.data_model import Token
@@ -35,7 +34,7 @@ from ..data_model.attention import ATTENTION_NOTE, AttentionResult, AttentionWei
 from ..tasks import AttentionInspectionTask
 from ..toolkit.device import resolve_device
 from ..toolkit.errors import choice, invalid_argument, require_text
-from ..toolkit.hf_models import hf_source, model_input_limit
+from ..toolkit.hf_models import hf_source, load_eager, model_input_limit
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.packing import PRECISIONS, pack_matrices
 from ..toolkit.thread_safe import ThreadSafeTokenizer
@@ -475,7 +474,7 @@ class AttentionInspector(ModuleBase):
         one, e.g. a Translator's, or a hub id) for attention inspection; the weights are not changed."""
         source = hf_source(base_model)
         try:
-            tokenizer, model, target_tokenizer = _load_hf(source.path, source.target_tokenizer, source.options)
+            tokenizer, model, target_tokenizer = load_eager(source.path, source.target_tokenizer, source.options)
         except OSError as err:
             raise invalid_argument(
                 f"cannot load base_model {base_model!r}: not a local Hugging Face model dir, "
@@ -509,7 +508,7 @@ class AttentionInspector(ModuleBase):
         config = ModuleConfig.load(model_path)
         model_dir = config.model_path
         target = config.get("target_tokenizer")
-        tokenizer, model, target_tokenizer = _load_hf(
+        tokenizer, model, target_tokenizer = load_eager(
             os.path.join(model_dir, config.get("hf_model", HF_SUBDIR)),
             os.path.join(model_dir, target) if target else None,
             {"local_files_only": True},
@@ -554,23 +553,6 @@ def renormalize_rows(matrices: np.ndarray) -> np.ndarray:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-
-def _load_hf(path: str, target_tokenizer_path: Optional[str], options: dict):
-    """Tokenizer(s) and model with eager attention (sdpa returns no weights).
-
-    Composite models (an EncoderDecoderModel) keep their parts' own configs, which the top-level
-    `attn_implementation` does not reach: each part is set to eager too.
-    """
-    config = AutoConfig.from_pretrained(path, **options)
-    for part in vars(config).values():
-        if isinstance(part, PretrainedConfig):
-            part._attn_implementation = "eager"  # pylint: disable=protected-access
-    model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
-    model = model_class.from_pretrained(path, config=config, attn_implementation="eager", **options)
-    tokenizer = AutoTokenizer.from_pretrained(path, **options)
-    target_tokenizer = AutoTokenizer.from_pretrained(target_tokenizer_path, **options) if target_tokenizer_path else None
-    return tokenizer, model, target_tokenizer
 
 
 def _stack(attentions, kind: str) -> np.ndarray:

@@ -36,6 +36,7 @@ import alog
 from ..nets.char_rnn import CharRNN, detach_state
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import choice, invalid_argument, require_text
+from ..toolkit.generation import check_generation_parameters, choose_next_token
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.training import run_training, warmup_cosine_schedule
 
@@ -47,10 +48,8 @@ VOCAB_FILE = "vocab.json"
 DEFAULT_MAX_NEW_TOKENS = 200
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096
 DEFAULT_TEMPERATURE = 0.8
-# The first of each is the default.
-DECODING_METHODS = ("SAMPLING", "GREEDY")
+# The first is the default.
 UNKNOWN_CHARACTER_POLICIES = ("REJECT", "DROP")
-MAX_SEED = 2**64 - 1
 EVAL_CHUNK = 256
 
 # The parameters of both inference methods (caikit turns this into the API documentation).
@@ -278,30 +277,7 @@ class CharTextGenerator(ModuleBase):
     @staticmethod
     def choose_next_char(logits: np.ndarray, request: GenerationRequest, rng, seen: np.ndarray) -> int:
         """Pick the next character: repetition penalty, then greedy or temperature/top-k/top-p sampling."""
-        logits = logits.astype(np.float64)
-        if request.repetition_penalty != 1.0:
-            penalised = logits[seen]
-            logits[seen] = np.where(
-                penalised > 0, penalised / request.repetition_penalty, penalised * request.repetition_penalty
-            )
-        if request.greedy:
-            return int(np.argmax(logits))
-        logits = logits / request.temperature
-        if 0 < request.top_k < len(logits):
-            threshold = np.partition(logits, -request.top_k)[-request.top_k]
-            logits = np.where(logits < threshold, -np.inf, logits)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        if request.top_p < 1.0:
-            order = np.argsort(-probabilities, kind="stable")
-            cumulative = np.cumsum(probabilities[order])
-            keep = order[: int(np.searchsorted(cumulative, request.top_p)) + 1]
-            kept = np.zeros_like(probabilities)
-            kept[keep] = probabilities[keep]
-            probabilities = kept / kept.sum()
-        cumulative = np.cumsum(probabilities)
-        index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-        return min(index, len(probabilities) - 1)
+        return choose_next_token(logits, request, rng, seen)
 
     # -- request checking ------------------------------------------------------------------
 
@@ -311,48 +287,15 @@ class CharTextGenerator(ModuleBase):
     ) -> GenerationRequest:
         """Turn raw arguments into a GenerationRequest, or raise INVALID_ARGUMENT naming the problem."""
         text = require_text(text)
-        max_new = _whole_number("max_new_tokens", max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
-        if max_new < 1:
-            raise invalid_argument(f"max_new_tokens must be at least 1 character, got {max_new}")
-        if max_new > self.max_new_tokens_limit:
-            raise invalid_argument(
-                f"max_new_tokens is {max_new}, above this model's limit of {self.max_new_tokens_limit} characters"
-            )
-        min_new = _whole_number("min_new_tokens", min_new_tokens, 0)
-        if min_new < 0:
-            raise invalid_argument(f"min_new_tokens must be 0 or more, got {min_new}")
-        if min_new > max_new:
-            raise invalid_argument(f"min_new_tokens ({min_new}) must not exceed max_new_tokens ({max_new})")
-        truncate = _whole_number("truncate_input_tokens", truncate_input_tokens, 0)
-        if truncate < 0:
-            raise invalid_argument(
-                f"truncate_input_tokens must be 0 (read the whole prompt) or a positive count, got {truncate}"
-            )
-
-        method = choice("decoding_method", decoding_method, DECODING_METHODS)
-        temperature = _real_number("temperature", temperature, DEFAULT_TEMPERATURE)
-        if temperature < 0:
-            raise invalid_argument(f"temperature must be 0 (greedy) or more, got {temperature}")
-        top_k = _whole_number("top_k", top_k, 0)
-        if top_k < 0:
-            raise invalid_argument(f"top_k must be 0 (all characters) or a positive count, got {top_k}")
-        top_p = _real_number("top_p", top_p, 1.0)
-        if not 0 < top_p <= 1:
-            raise invalid_argument(f"top_p must be in (0, 1], got {top_p}")
-        penalty = _real_number("repetition_penalty", repetition_penalty, 1.0)
-        if penalty <= 0:
-            raise invalid_argument(f"repetition_penalty must be above 0 (1 means none), got {penalty}")
-        greedy = method == "GREEDY" or temperature == 0
-        seed = self._check_seed(seed, greedy)
-
-        if stop_sequences is None:
-            stop_sequences = []
-        elif isinstance(stop_sequences, str):
-            stop_sequences = [stop_sequences]
-        stop_sequences = list(stop_sequences)
-        for stop in stop_sequences:
-            if not isinstance(stop, str) or not stop:
-                raise invalid_argument(f"stop_sequences must be non-empty strings, got {stop!r}")
+        checked = check_generation_parameters(
+            max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p, temperature,
+            repetition_penalty, stop_sequences, seed,
+            max_new_tokens_limit=self.max_new_tokens_limit,
+            default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+            default_temperature=DEFAULT_TEMPERATURE,
+            unit="character",
+        )
+        truncate = checked.truncate_input_tokens
 
         policy = choice("unknown_characters", unknown_characters, UNKNOWN_CHARACTER_POLICIES)
         read = text[-truncate:] if truncate else text
@@ -370,29 +313,17 @@ class CharTextGenerator(ModuleBase):
         return GenerationRequest(
             input_text=text,
             prompt_ids=prompt_ids,
-            max_new_chars=max_new,
-            min_new_chars=min_new,
-            greedy=greedy,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=penalty,
-            seed=seed,
-            stop_sequences=stop_sequences,
+            max_new_chars=checked.max_new_tokens,
+            min_new_chars=checked.min_new_tokens,
+            greedy=checked.greedy,
+            temperature=checked.temperature,
+            top_k=checked.top_k,
+            top_p=checked.top_p,
+            repetition_penalty=checked.repetition_penalty,
+            seed=checked.seed,
+            stop_sequences=checked.stop_sequences,
             preserve_input_text=bool(preserve_input_text),
         )
-
-    @staticmethod
-    def _check_seed(seed, greedy: bool) -> Optional[int]:
-        """The seed to sample with (a fresh one when unset); None for greedy decoding."""
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise invalid_argument(f"seed must be a whole number, got {seed!r}")
-        if seed is not None and not 0 <= int(seed) <= MAX_SEED:
-            raise invalid_argument(f"seed must be in [0, 2**64 - 1], got {seed}")
-        if greedy:
-            return None
-        # Drawn seeds skip 0, which proto3 cannot tell from "no seed".
-        return random.SystemRandom().randrange(1, 2**63) if seed is None else int(seed)
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -700,20 +631,3 @@ def _check_training_arguments(
     if len(text) < 2:
         raise ValueError("training_data needs at least 2 characters")
 
-
-def _whole_number(name: str, value, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise invalid_argument(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _real_number(name: str, value, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise invalid_argument(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise invalid_argument(f"{name} must be a finite number, got {value}")
-    return float(value)

@@ -21,6 +21,7 @@ from caikit.interfaces.nlp.tasks import TextClassificationTask
 import alog
 
 from ..data_model import LabeledText
+from ..toolkit.batching import DynamicBatcher
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
 from ..toolkit.hf_models import hf_source, model_input_limit, packaged_encoder_path
@@ -75,7 +76,15 @@ def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = Non
 class SentimentClassifier(ModuleBase):
     """Classifies text with a fine-tuned transformer; labels come from the model's id2label."""
 
-    def __init__(self, tokenizer, model, max_input_tokens: int, device: str = "auto", metrics: Optional[dict] = None):
+    def __init__(
+        self,
+        tokenizer,
+        model,
+        max_input_tokens: int,
+        device: str = "auto",
+        metrics: Optional[dict] = None,
+        model_id: str = "sentiment-classifier",
+    ):
         super().__init__()
         self.device = resolve_device(os.environ.get("CAIKIT_GENAI_DEVICE") or device)
         # Request threads share one model: torch's forward pass is safe to share, the
@@ -85,12 +94,14 @@ class SentimentClassifier(ModuleBase):
         self.max_input_tokens = max_input_tokens
         self.metrics = metrics or {}
         self.labels = [self.model.config.id2label[index] for index in range(self.model.config.num_labels)]
+        # Single requests from many threads run as shared forward passes (toolkit/batching.py).
+        self.batcher = DynamicBatcher(self._scores, model_id, cost=len)
 
     # -- inference -------------------------------------------------------------------------
 
     @TextClassificationTask.taskmethod()
     def run(self, text: str = None, top_k: int = 0, truncate_input_tokens: int = 0) -> ClassificationResults:
-        """Classify one text.
+        """Classify one text (batched with other requests that arrive at the same time).
 
         Args:
             text: The text to classify.
@@ -98,7 +109,9 @@ class SentimentClassifier(ModuleBase):
             truncate_input_tokens: 0 rejects text longer than the model takes; -1 cuts it to
                 the model's limit; N > 0 cuts it to N tokens.
         """
-        return self.run_batch([text], top_k=top_k, truncate_input_tokens=truncate_input_tokens)[0]
+        top_k = self._check_top_k(top_k)
+        (token_ids,) = self._encode([require_text(text)], truncate_input_tokens)
+        return self._result(self.batcher.submit(token_ids), top_k)
 
     def run_batch(self, texts: Sequence[str], top_k: int = 0, truncate_input_tokens: int = 0) -> List[ClassificationResults]:
         """Classify many texts at once (padded per batch of similar lengths, not to the maximum)."""
@@ -106,26 +119,36 @@ class SentimentClassifier(ModuleBase):
             raise invalid_argument("`texts` must be a list of strings")
         texts = [require_text(text) for text in texts]
         top_k = self._check_top_k(top_k)
+        encoded = self._encode(texts, truncate_input_tokens)
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+        scores = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), INFERENCE_BATCH_SIZE):
+            chunk = order[start : start + INFERENCE_BATCH_SIZE]
+            scores[chunk] = self._scores([encoded[index] for index in chunk])
+        return [self._result(row, top_k) for row in scores]
+
+    def _encode(self, texts: List[str], truncate_input_tokens) -> List[List[int]]:
+        """Token ids of each text; over the limit is an error unless truncation is asked for."""
         token_limit = self._token_limit(truncate_input_tokens)
         encoded = self.tokenizer(texts, truncation=False, add_special_tokens=True)["input_ids"]
-        too_long = [(index, len(ids)) for index, ids in enumerate(encoded) if len(ids) > token_limit]
+        too_long = [index for index, ids in enumerate(encoded) if len(ids) > token_limit]
         if too_long and not truncate_input_tokens:
-            index, length = too_long[0]
-            where = f"text {index}" if len(texts) > 1 else "text"
+            where = f"text {too_long[0]}" if len(texts) > 1 else "text"
             raise invalid_argument(
-                f"{where} is {length} tokens long; this model takes at most {token_limit}. "
+                f"{where} is {len(encoded[too_long[0]])} tokens long; this model takes at most {token_limit}. "
                 "Shorten it, or pass truncate_input_tokens=-1 to cut it to the limit."
             )
-        probabilities = self._probabilities(texts, token_limit)
-        results = []
-        for row in probabilities:
-            order = np.argsort(-row)[:top_k]
-            results.append(
-                ClassificationResults(
-                    results=[ClassificationResult(label=self.labels[i], score=float(row[i])) for i in order]
-                )
-            )
-        return results
+        if too_long:
+            cut = self.tokenizer([texts[index] for index in too_long], truncation=True, max_length=token_limit)
+            for index, ids in zip(too_long, cut["input_ids"]):
+                encoded[index] = ids
+        return encoded
+
+    def _result(self, scores: np.ndarray, top_k: int) -> ClassificationResults:
+        order = np.argsort(-scores)[:top_k]
+        return ClassificationResults(
+            results=[ClassificationResult(label=self.labels[i], score=float(scores[i])) for i in order]
+        )
 
     def _check_top_k(self, top_k: Optional[int]) -> int:
         if top_k is None or top_k == 0:
@@ -146,19 +169,18 @@ class SentimentClassifier(ModuleBase):
         return max(3, min(truncate_input_tokens, self.max_input_tokens))
 
     @torch.inference_mode()
-    def _probabilities(self, texts: List[str], token_limit: int) -> np.ndarray:
-        """Softmax scores for each text, batched by length so short texts pad little."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        scores = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), INFERENCE_BATCH_SIZE):
-            chunk = order[start : start + INFERENCE_BATCH_SIZE]
-            batch = self.tokenizer(
-                [texts[i] for i in chunk], truncation=True, max_length=token_limit, padding=True, return_tensors="pt"
-            ).to(self.device)
-            with autocast(self.device):
-                logits = self.model(**batch).logits
-            scores[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return scores
+    def _scores(self, batch: List[List[int]]) -> np.ndarray:
+        """Softmax scores of token-id lists, as one forward pass padded to the longest."""
+        width = max(len(ids) for ids in batch)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        with autocast(self.device):
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -201,7 +223,8 @@ class SentimentClassifier(ModuleBase):
         tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
         max_input_tokens = int(config.get("max_input_tokens", model_input_limit(tokenizer, model)))
-        return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(model_dir, config))
+        model_id = os.path.basename(os.path.normpath(model_dir))
+        return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(model_dir, config), model_id)
 
     # -- training ------------------------------------------------------------------------
 
@@ -331,10 +354,9 @@ class SentimentClassifier(ModuleBase):
             return float("nan")
         was_training = self.model.training
         self.model.eval()
-        scores = self._probabilities([text for text, _ in examples], self.max_input_tokens)
+        results = self.run_batch([text for text, _ in examples], top_k=1, truncate_input_tokens=-1)
         self.model.train(was_training)
-        predicted = [self.labels[i] for i in scores.argmax(axis=1)]
-        return float(np.mean([p == gold for p, (_, gold) in zip(predicted, examples)]))
+        return float(np.mean([result.results[0].label == gold for result, (_, gold) in zip(results, examples)]))
 
 
 def _check_training_arguments(examples, epochs, batch_size, learning_rate, max_length, val_fraction) -> None:

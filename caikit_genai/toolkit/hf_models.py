@@ -79,3 +79,24 @@ def model_input_limit(tokenizer, model) -> int:
     if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "mpnet"):
         limit = min(limit, model.config.max_position_embeddings - 2)
     return limit
+
+
+def load_eager(path: str, target_tokenizer_path: Optional[str], options: dict):
+    """(tokenizer, model, target tokenizer or None) with eager attention (sdpa returns no weights):
+    an encoder-decoder config loads as a seq2seq LM, anything else as a bare encoder.
+
+    Composite models (an EncoderDecoderModel) keep their parts' own configs, which the top-level
+    `attn_implementation` does not reach: each part is set to eager too.
+    """
+    # pylint: disable=import-outside-toplevel
+    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, PretrainedConfig
+
+    config = AutoConfig.from_pretrained(path, **options)
+    for part in vars(config).values():
+        if isinstance(part, PretrainedConfig):
+            part._attn_implementation = "eager"  # pylint: disable=protected-access
+    model_class = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModel
+    model = model_class.from_pretrained(path, config=config, attn_implementation="eager", **options)
+    tokenizer = AutoTokenizer.from_pretrained(path, **options)
+    target_tokenizer = AutoTokenizer.from_pretrained(target_tokenizer_path, **options) if target_tokenizer_path else None
+    return tokenizer, model, target_tokenizer

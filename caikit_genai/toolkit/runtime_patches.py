@@ -27,6 +27,13 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    data file outside the training data dir) or a job ends ERRORED on bad data. Those are the
    user's errors: exit 1, with the reason in the termination log, as caikit does for its own
    argument errors. Anything else stays 203.
+6. Serving metrics and backpressure: every answered predict request is timed into our latency
+   histogram (serving_metrics.py), and a request refused at a batcher's queue bound
+   (RESOURCE_EXHAUSTED over gRPC) is HTTP 503, as uvicorn's own concurrency limit answers,
+   instead of caikit's 429.
+7. gRPC UNAVAILABLE (a backend such as a TGIS server is down or did not answer) becomes HTTP 501
+   "Not Implemented" in caikit's status table; it is 503 "Service Unavailable", which clients
+   and load balancers know to retry.
 """
 
 import argparse
@@ -54,11 +61,13 @@ def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
     _guard_model_manager()
     _batch_training_exit_codes()
+    _serving_metrics()
     try:
         from caikit.runtime.http_server import http_server  # pylint: disable=import-outside-toplevel
     except ImportError:
         return
     _mend_http_server(http_server)
+    _unavailable_is_http_503()
 
 
 # -- 1. model ids and paths ------------------------------------------------------------------
@@ -206,6 +215,23 @@ def _batch_options() -> argparse.ArgumentParser:
     return parser
 
 
+# -- 6. serving metrics and backpressure -----------------------------------------------------
+
+
+def _serving_metrics() -> None:
+    from caikit.runtime import names  # pylint: disable=import-outside-toplevel
+    from caikit.runtime.servicers.global_predict_servicer import (  # pylint: disable=import-outside-toplevel
+        GlobalPredictServicer,
+    )
+
+    from . import serving_metrics  # pylint: disable=import-outside-toplevel
+
+    names.STATUS_CODE_TO_HTTP[grpc.StatusCode.RESOURCE_EXHAUSTED] = 503
+    if not getattr(GlobalPredictServicer.predict_model, _PATCHED, False):
+        serving_metrics.time_predictions(GlobalPredictServicer)
+        setattr(GlobalPredictServicer.predict_model, _PATCHED, True)
+
+
 # -- 2 and 3. the HTTP server ----------------------------------------------------------------
 
 
@@ -301,3 +327,14 @@ def abandonable_async_wrap_iter(iterable, pool=None):
 
     loop.run_in_executor(pool, produce)
     return consumer
+
+
+# -- 7. HTTP status of UNAVAILABLE -------------------------------------------------------------
+
+
+def _unavailable_is_http_503() -> None:
+    """caikit's HTTP server reads this table (the same dict object) on every error."""
+    from caikit.runtime import names  # pylint: disable=import-outside-toplevel
+
+    names.STATUS_CODE_TO_HTTP[grpc.StatusCode.UNAVAILABLE] = 503
+    names.HTTP_TO_STATUS_CODE[503] = grpc.StatusCode.UNAVAILABLE

@@ -35,3 +35,22 @@ def as_stream(data: Any) -> Optional[DataStream]:
     if data is None or isinstance(data, DataStream):
         return data
     return DataStream.from_iterable(list(data))
+
+
+def translation_pairs(stream: Optional[Iterable[Any]], what: str = "training_data") -> List[Tuple[str, str]]:
+    """Turn a stream of TranslationPair (or {"source", "target"} dicts, or (source, target) pairs) into pairs."""
+    if stream is None:
+        return []
+    pairs = []
+    for index, element in enumerate(stream):
+        if isinstance(element, dict):
+            source, target = element.get("source"), element.get("target")
+        elif isinstance(element, (list, tuple)) and len(element) == 2:
+            source, target = element
+        else:
+            source, target = getattr(element, "source", None), getattr(element, "target", None)
+        for side, text in (("source", source), ("target", target)):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{what} pair {index} has no {side} text: {element!r:.200}")
+        pairs.append((" ".join(source.split()), " ".join(target.split())))
+    return pairs

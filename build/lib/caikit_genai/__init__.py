@@ -1,9 +1,0 @@
-"""caikit-genai: generative-AI modules for the Caikit runtime."""
-
-from . import data_model, modules, tasks
-from .modules import AttentionInspector, CharTextGenerator, SentimentClassifier
-from .toolkit import runtime_patches
-
-# The runtime imports this library before it builds its servers: mend what caikit 0.28.3's
-# config cannot reach (unchecked model paths, empty HTTP bodies, abandoned SSE streams).
-runtime_patches.apply()

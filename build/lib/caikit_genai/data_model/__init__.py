@@ -1,7 +1,0 @@
-"""All caikit-genai data objects. Outputs of the text tasks reuse caikit.interfaces.nlp's
-messages so caikit-nlp clients read them unchanged; only what that package lacks lives here."""
-
-from . import attention, text
-from .attention import AttentionResult, AttentionWeights
-from .package import GENAI_PACKAGE
-from .text import LabeledText
