@@ -3,6 +3,10 @@
 from . import data_model, modules, tasks
 from .modules import AttentionInspector, CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
 from .toolkit import runtime_patches
+from .toolkit.thread_safe import make_hf_loading_thread_safe
+
+# Many threads load Hugging Face models at once in the runtime (see toolkit/thread_safe.py).
+make_hf_loading_thread_safe()
 
 # The runtime imports this library before it builds its servers: mend what caikit 0.28.3's
 # config cannot reach (unchecked model paths, empty HTTP bodies, abandoned SSE streams).
