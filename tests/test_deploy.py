@@ -269,7 +269,8 @@ def clean_venv(image_root):
     )
     subprocess.run([base_python(), "-m", "venv", str(venv)], check=True, timeout=120)
     (wheel,) = glob.glob(str(wheels / "caikit_genai-*.whl"))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", wheel], check=True, env=pip_env, timeout=900)
+    # As the Containerfile installs it: with the `tgis` extra (TGISTextGenerator).
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", wheel + "[tgis]"], check=True, env=pip_env, timeout=900)
     return venv
 
 
@@ -384,3 +385,12 @@ def test_the_wheel_serves_a_model_as_the_serving_runtime_runs_it(runtime_name, c
         server.wait(timeout=30)
     # The readiness command really probes the server: it fails once the server is gone.
     assert subprocess.run(probe, env=env, cwd=workdir, capture_output=True, timeout=60, check=False).returncode != 0
+
+
+def test_the_image_venv_carries_the_tgis_extra(clean_venv):
+    """The image serves TGIS-backed models too: caikit-tgis-backend is in its venv."""
+    result = subprocess.run(
+        [str(clean_venv / "bin" / "python"), "-c", "import caikit_genai.modules as m; print(m.TGISTextGenerator.__name__)"],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.stdout.strip() == "TGISTextGenerator", result.stderr[-2000:]
