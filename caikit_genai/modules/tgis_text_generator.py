@@ -33,8 +33,8 @@ from caikit_tgis_backend import TGISBackend
 from caikit_tgis_backend.protobufs import generation_pb2
 import alog
 
-from ..toolkit.errors import choice, invalid_argument, require_text
-from ..toolkit.generation import DECODING_METHODS, check_seed, check_stop_sequences, real_number, whole_number
+from ..toolkit.errors import choice, invalid_argument, real_number, require_text, whole_number
+from ..toolkit.generation import DECODING_METHODS, check_seed, check_stop_sequences
 from ..toolkit.model_dir import atomic_model_dir
 
 log = alog.use_channel("TGISGEN")

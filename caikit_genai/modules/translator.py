@@ -46,14 +46,12 @@ import alog
 from ..data_model.translation import TranslationListResult, TranslationPair, TranslationResult
 from ..tasks import TranslationListTask, TranslationTask
 from ..toolkit.device import describe, resolve_device
-from ..toolkit.errors import invalid_argument, require_text
+from ..toolkit.errors import invalid_argument, real_number, require_text, whole_number
 from ..toolkit.generation import (
     GenerationParameters,
     check_generation_parameters,
     choose_next_token,
-    real_number,
     sampling_rng,
-    whole_number,
 )
 from ..toolkit.hf_models import hf_source, load_eager, model_input_limit, packaged_encoder_path
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics

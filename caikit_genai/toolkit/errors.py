@@ -1,6 +1,7 @@
 """The one way modules reject bad input: the runtime turns it into gRPC INVALID_ARGUMENT
 and HTTP 400, carrying the message to the caller."""
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -51,3 +52,14 @@ def number_in_range(name: str, value, low: int, high: int, default=None):
     if number is not None and not low <= number <= high:
         raise invalid_argument(f"{name} must be between {low} and {high}, got {number}")
     return number
+
+
+def real_number(name: str, value, default=None):
+    """A finite real argument (integers too; not a bool), or `default` when unset."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise invalid_argument(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise invalid_argument(f"{name} must be a finite number, got {value}")
+    return float(value)

@@ -6,14 +6,13 @@ one sampler that turns a step's logits into the next token.
 subword model), so messages speak the caller's language.
 """
 
-import math
 import random
 from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
 
-from .errors import choice, invalid_argument
+from .errors import choice, invalid_argument, real_number, whole_number
 
 # The first is the default.
 DECODING_METHODS = ("SAMPLING", "GREEDY")
@@ -124,24 +123,6 @@ def check_stop_sequences(stop_sequences) -> List[str]:
         if not isinstance(stop, str) or not stop:
             raise invalid_argument(f"stop_sequences must be non-empty strings, got {stop!r}")
     return stop_sequences
-
-
-def whole_number(name: str, value, default: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise invalid_argument(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def real_number(name: str, value, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise invalid_argument(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise invalid_argument(f"{name} must be a finite number, got {value}")
-    return float(value)
 
 
 def sampling_rng(parameters: GenerationParameters) -> Optional[np.random.Generator]:
