@@ -302,8 +302,13 @@ def container_env(runtime: dict, venv, root, ports: dict) -> dict:
         "/mnt/models": str(root / "mnt" / "models"),
         "/mnt/training_data": str(root / "mnt" / "training_data"),
         "/tmp/hf_home": str(root / "hf_home"),
-        image_env()["CONFIG_FILES"]: os.path.join(REPO_ROOT, "runtime_config.yaml"),
+        image_env()["CONFIG_FILES"]: str(root / "config" / "runtime_config.yaml"),
     }
+    # The config, copied as the Containerfile copies it (the checkout itself may be unreadable
+    # to the random uid, e.g. under a 0700 temp dir).
+    (root / "config").mkdir(exist_ok=True)
+    shutil.copy(os.path.join(REPO_ROOT, "runtime_config.yaml"), root / "config" / "runtime_config.yaml")
+    os.chmod(root / "config" / "runtime_config.yaml", 0o644)
     env = {key: mapped.get(value, value) for key, value in env.items()}
     env["PATH"] = f"{venv}/bin:/usr/bin:/bin"
     env.update({f"RUNTIME_{kind}_PORT": str(port) for kind, port in ports.items()})
