@@ -6,20 +6,24 @@ queue bound a request is refused at once (RESOURCE_EXHAUSTED / 503), and the run
 normally right after. No wall-clock time is asserted: only what ran in which batch.
 """
 
+import base64
 import ctypes
 import json
 import shutil
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
 
 import grpc
+import numpy as np
 import pytest
 import requests
 
 from caikit_genai.toolkit.batching import BatchingConfig, DynamicBatcher
-from conftest import TINY_SENTIMENT_ID
+from conftest import TINY_ATTENTION_ID, TINY_ATTENTION_SEQ2SEQ_ID, TINY_DCGAN_ID, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID
 from hammer import failures, hammer
-from test_concurrency import SENTIMENT_TEXTS
+from test_concurrency import SENTIMENT_TEXTS, TRANSLATOR_TEXTS, close_scores, label_scores
 
 
 class Recorder:
@@ -155,18 +159,85 @@ def metric_value(runtime, line_start: str) -> float:
     return sum(values)
 
 
-def test_served_requests_are_batched_timed_and_answered_as_alone(runtime):
-    alone = [classify(runtime, TINY_SENTIMENT_ID, text).json() for text in SENTIMENT_TEXTS]
-    batches_before = metric_value(runtime, f'caikit_genai_batch_size_count{{model="{TINY_SENTIMENT_ID}"}}')
-    results = hammer(lambda index: classify(runtime, TINY_SENTIMENT_ID, SENTIMENT_TEXTS[index % 6]), 96, 32)
-    assert failures(results) == [] and all(result.status_code == 200 for result in results)
-    for index, result in enumerate(results):
-        for got, want in zip(result.json()["results"], alone[index % 6]["results"]):
-            assert got["label"] == want["label"] and abs(got["score"] - want["score"]) <= 1e-4
-    batches = metric_value(runtime, f'caikit_genai_batch_size_count{{model="{TINY_SENTIMENT_ID}"}}') - batches_before
+@dataclass
+class BatchedModel:
+    """A served model whose requests the batcher joins: its HTTP route, the i-th request, and
+    the part of the answer that must equal a lone call's."""
+
+    model_id: str
+    route: str
+    request: Callable[[int], Tuple[Any, Dict]]
+    answer: Callable[[Dict], Any]
+    same: Callable[[Any, Any], bool] = lambda one, other: one == other
+
+
+def attention_arrays(body: Dict) -> List[Tuple[str, np.ndarray]]:
+    return [
+        (group["kind"], np.frombuffer(base64.b64decode(group["weights"]), group["dtype"]).reshape(group["shape"]))
+        for group in body["attentions"]
+    ]
+
+
+def close_arrays(one, other) -> bool:
+    return [kind for kind, _ in one] == [kind for kind, _ in other] and all(
+        a.shape == b.shape and np.allclose(a, b, atol=1e-5) for (_, a), (_, b) in zip(one, other)
+    )
+
+
+ATTENTION_TEXTS = ["the cat", "the dog sat on the mat", "a hen", "the bird and the cat and the dog ran"]
+# One row per batching module (a new one adds a row): 96 requests from 32 threads, six distinct.
+BATCHED_MODELS = {
+    "sentiment": BatchedModel(
+        TINY_SENTIMENT_ID, "text-classification",
+        lambda index: (SENTIMENT_TEXTS[index % 6], {"truncate_input_tokens": -1}),
+        lambda body: label_scores(body["results"]), close_scores,
+    ),
+    "translation": BatchedModel(
+        TINY_TRANSLATOR_ID, "translation",
+        lambda index: (TRANSLATOR_TEXTS[index % 4], [{}, {"num_beams": 2}, {}][index % 3 // 2]),
+        lambda body: (body["translation_text"], body["generated_tokens"], body["input_token_count"]),
+    ),
+    "attention": BatchedModel(
+        TINY_ATTENTION_ID, "attention-inspection",
+        lambda index: (ATTENTION_TEXTS[index % 4], {"precision": "float32"}),
+        lambda body: attention_arrays(body) + [("tokens", [token["text"] for token in body["tokens"]])],
+        lambda one, other: close_arrays(one[:-1], other[:-1]) and one[-1] == other[-1],
+    ),
+    "attention-seq2seq": BatchedModel(
+        TINY_ATTENTION_SEQ2SEQ_ID, "attention-inspection",
+        lambda index: (ATTENTION_TEXTS[index % 4], {"precision": "float32", "target_text": ATTENTION_TEXTS[(index + 1) % 3]}),
+        attention_arrays, close_arrays,
+    ),
+    "image-generation": BatchedModel(
+        TINY_DCGAN_ID, "image-generation",
+        lambda index: (1 + index % 3, {"seed": index % 4, "label": ["ring", "square", "stripe"][index % 3]}),
+        lambda body: [image["image_data"] for image in body["images"]],
+    ),
+}
+
+
+def ask(runtime, model: BatchedModel, index: int) -> Dict:
+    inputs, parameters = model.request(index)
+    body = {"model_id": model.model_id, "inputs": inputs, "parameters": parameters}
+    response = requests.post(f"{runtime.http_url}/api/v1/task/{model.route}", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("name", sorted(BATCHED_MODELS))
+def test_served_requests_are_batched_timed_and_answered_as_alone(runtime, name):
+    model = BATCHED_MODELS[name]
+    distinct = 12
+    alone = [model.answer(ask(runtime, model, index)) for index in range(distinct)]
+    batches_before = metric_value(runtime, f'caikit_genai_batch_size_count{{model="{model.model_id}"}}')
+    results = hammer(lambda index: ask(runtime, model, index), 96, 32)
+    assert failures(results) == []
+    mismatched = [index for index, result in enumerate(results) if not model.same(model.answer(result), alone[index % distinct])]
+    assert mismatched == [], f"{len(mismatched)} answers differ from a lone call's, e.g. request {mismatched[:3]}"
+    batches = metric_value(runtime, f'caikit_genai_batch_size_count{{model="{model.model_id}"}}') - batches_before
     assert 0 < batches < 96  # some requests shared a forward pass
-    assert metric_value(runtime, f'caikit_genai_request_seconds_count{{model="{TINY_SENTIMENT_ID}"') >= 96
-    assert metric_value(runtime, f'caikit_genai_request_seconds_bucket{{le="+Inf",model="{TINY_SENTIMENT_ID}"') >= 96
+    assert metric_value(runtime, f'caikit_genai_request_seconds_count{{model="{model.model_id}"') >= 96 + distinct
+    assert metric_value(runtime, f'caikit_genai_request_seconds_bucket{{le="+Inf",model="{model.model_id}"') >= 96 + distinct
 
 
 def test_past_the_queue_bound_requests_are_refused_quickly_then_served(runtime):

@@ -7,7 +7,8 @@ because the sdpa and flash kernels return no weights. For an encoder-decoder mod
 teacher-forced on `target_text` in that same pass, never `generate()`d, so its rows line up with
 the target's tokens (what breaks BertViz's seq2seq view on generate() output, bertviz #133).
 
-Responses are compact: one input per call, so nothing is padded; each attention kind's matrices
+Requests from many threads share padded forward passes (toolkit/batching.py), and each request's
+matrices are cut back to its own tokens, so responses are compact: nothing is padded; each attention kind's matrices
 are packed in one bytes field, little-endian float16 by default (uint8 rows or float32 on
 request); a request whose response would pass the model's `max_response_bytes` (3.5 MiB by
 default, under gRPC's 4 MiB default receive limit) is refused before any work with a message
@@ -32,6 +33,7 @@ import alog
 
 from ..data_model.attention import ATTENTION_NOTE, AttentionResult, AttentionWeights
 from ..tasks import AttentionInspectionTask
+from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import resolve_device
 from ..toolkit.errors import choice, invalid_argument, require_text
 from ..toolkit.hf_models import hf_source, load_eager, model_input_limit
@@ -53,6 +55,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 3_670_016
 # What one token costs in a response besides its text (offsets, segment, message framing).
 TOKEN_OVERHEAD_BYTES = 16
 PROBE_TEXT = "attention"
+# Attention weights one batched forward pass may hold (float32): 256 MB. A batch that would
+# pass it is split; an input alone always runs.
+ATTENTION_BATCH_FLOATS = 64 * 1024 * 1024
 
 
 @dataclass
@@ -107,6 +112,7 @@ class AttentionInspector(ModuleBase):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         device: str = "auto",
         metrics: Optional[dict] = None,
+        model_id: str = "attention",
     ):
         super().__init__()
         self.device = resolve_device(os.environ.get("CAIKIT_GENAI_DEVICE") or device)
@@ -126,6 +132,7 @@ class AttentionInspector(ModuleBase):
         # {kind: (layers, heads)}, read from one real forward pass: it also proves the model
         # returns attention weights at all (an sdpa-only model returns None).
         self.stacks = self._probe_stacks()
+        self.batcher = DynamicBatcher(self._attention_maps_batch, model_id, cost=lambda item: len(item[0].tokens))
 
     @property
     def kinds(self) -> Tuple[str, ...]:
@@ -180,7 +187,7 @@ class AttentionInspector(ModuleBase):
         sides = {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}
         shapes = {kind: self._matrix_shape(kind, request, *sides[kind]) for kind in request.kinds}
         self._check_response_size(request, shapes, source, target)
-        attention_maps = self._attention_maps(source, target, request.kinds)
+        attention_maps = self.batcher.submit((source, target, tuple(request.kinds)))
         groups = [self._packed_group(kind, attention_maps, request, *sides[kind]) for kind in request.kinds]
         result = AttentionResult(
             tokens=_kept(source.tokens, source.kept(request.exclude_special_tokens)),
@@ -349,22 +356,65 @@ class AttentionInspector(ModuleBase):
 
     # -- the forward pass --------------------------------------------------------------------
 
-    @torch.inference_mode()
     def _attention_maps(self, source: EncodedSide, target: Optional[EncodedSide], kinds) -> Dict[str, np.ndarray]:
-        """{kind: float32 array [layers, heads, queries, keys]} from one forward pass."""
-        inputs = {name: torch.tensor([values], device=self.device) for name, values in source.model_inputs.items()}
-        if target is None:
+        """{kind: float32 array [layers, heads, queries, keys]} from one forward pass of one input."""
+        return self._attention_maps_batch([(source, target, tuple(kinds))])[0]
+
+    def _attention_maps_batch(self, items: List[Tuple[EncodedSide, Optional[EncodedSide], Tuple[str, ...]]]) -> List[Dict[str, np.ndarray]]:
+        """The batcher's function: inputs of the same shape of request (with or without a target)
+        run as padded forward passes of at most ATTENTION_BATCH_FLOATS weights; each input's
+        maps are cut back to its own tokens (padded keys get weight 0, padded queries are dropped)."""
+        answers: List[Optional[Dict[str, np.ndarray]]] = [None] * len(items)
+        order = sorted(range(len(items)), key=lambda index: (items[index][1] is not None, len(items[index][0].tokens)))
+        batch: List[int] = []
+        for index in order + [None]:
+            if batch and (index is None or not self._fits(items, batch + [index])):
+                for done, maps in zip(batch, self._padded_forward([items[i] for i in batch])):
+                    answers[done] = maps
+                batch = []
+            if index is not None:
+                batch.append(index)
+        return answers
+
+    def _fits(self, items, indices: List[int]) -> bool:
+        """Whether these inputs can share one forward pass: the same sides, and their padded
+        attention weights within ATTENTION_BATCH_FLOATS."""
+        if len({items[index][1] is None for index in indices}) > 1:
+            return False
+        source_width = max(len(items[index][0].tokens) for index in indices)
+        target_width = max((len(items[index][1].tokens) for index in indices if items[index][1] is not None), default=0)
+        widths = {"encoder": (source_width, source_width), "decoder": (target_width, target_width), "cross": (target_width, source_width)}
+        per_input = sum(layers * heads * widths[kind][0] * widths[kind][1] for kind, (layers, heads) in self.stacks.items())
+        return len(indices) == 1 or len(indices) * per_input <= ATTENTION_BATCH_FLOATS
+
+    @torch.inference_mode()
+    def _padded_forward(self, items) -> List[Dict[str, np.ndarray]]:
+        sources = [source for source, _, _ in items]
+        inputs = _padded([source.model_inputs for source in sources], self.tokenizer.pad_token_id, self.device)
+        if items[0][1] is None:
             encoder = self.model.get_encoder() if self.encoder_decoder else self.model
             outputs = {"encoder": encoder(**inputs, output_attentions=True).attentions}
         else:
-            decoder_ids = torch.tensor([target.model_inputs["decoder_input_ids"]], device=self.device)
+            # Right padding: the causal mask keeps every real target position from seeing it.
+            targets = [target.model_inputs for _, target, _ in items]
+            pad = (self.target_tokenizer or self.tokenizer).pad_token_id
+            decoder_ids = _padded(targets, pad, self.device)["decoder_input_ids"]
             forward = self.model(**inputs, decoder_input_ids=decoder_ids, output_attentions=True)
             outputs = {
                 "encoder": forward.encoder_attentions,
                 "decoder": forward.decoder_attentions,
                 "cross": forward.cross_attentions,
             }
-        return {kind: _stack(outputs[kind], kind) for kind in kinds}
+        answers = []
+        for row, (source, target, kinds) in enumerate(items):
+            sides = {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}
+            answers.append(
+                {
+                    kind: _stack(outputs[kind], kind, row)[:, :, : len(sides[kind][0].tokens), : len(sides[kind][1].tokens)]
+                    for kind in kinds
+                }
+            )
+        return answers
 
     def _packed_group(self, kind, attention_maps, request: InspectionRequest, queries, keys) -> AttentionWeights:
         """One kind's matrices: selected or aggregated, special tokens left out if asked, packed."""
@@ -521,6 +571,7 @@ class AttentionInspector(ModuleBase):
             config.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
             "auto",
             read_metrics(model_dir, config),
+            model_id_of(model_dir),
         )
 
 
@@ -555,13 +606,27 @@ def renormalize_rows(matrices: np.ndarray) -> np.ndarray:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _stack(attentions, kind: str) -> np.ndarray:
+def _stack(attentions, kind: str, row: int = 0) -> np.ndarray:
     if not attentions or any(not isinstance(layer, torch.Tensor) for layer in attentions):
         raise RuntimeError(
             f"the model returned no {kind} attention weights: load it with attn_implementation='eager' "
             "(the sdpa and flash kernels compute attention without returning the weights)"
         )
-    return torch.stack([layer[0] for layer in attentions]).float().cpu().numpy()
+    return np.ascontiguousarray(torch.stack([layer[row] for layer in attentions]).float().cpu().numpy())
+
+
+def _padded(model_inputs: List[Dict[str, List[int]]], pad_id: Optional[int], device) -> Dict[str, torch.Tensor]:
+    """Right-padded tensors of several inputs' token lists (ids padded with pad_id, masks and
+    segment ids with 0), with an attention mask that marks the real tokens."""
+    width = max(len(inputs[name]) for inputs in model_inputs for name in inputs)
+    padded = {}
+    for name in model_inputs[0]:
+        fill = (pad_id or 0) if name.endswith("input_ids") else 0
+        padded[name] = torch.tensor([inputs[name] + [fill] * (width - len(inputs[name])) for inputs in model_inputs], device=device)
+    if "input_ids" in padded:
+        lengths = [len(inputs["input_ids"]) for inputs in model_inputs]
+        padded["attention_mask"] = torch.tensor([[1] * length + [0] * (width - length) for length in lengths], device=device)
+    return padded
 
 
 def _segments(special: np.ndarray) -> List[int]:

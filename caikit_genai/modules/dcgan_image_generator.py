@@ -3,9 +3,10 @@ served as seeded image generation.
 
 Serving (`ImageGenerationTask`: RPC `ImageGenerationTaskPredict`, HTTP
 `/api/v1/task/image-generation`): each image's noise comes from its own seeded CPU generator, and
-the generator network runs in eval() one image at a time, so a seed fixes its image whatever
-`num_images` is and whatever else the batch holds (image i of a request with seed s is image 0 of
-a request with seed s + i). Tanh outputs in [-1, 1] become uint8 pixels, then PNG (or JPEG).
+the generator network runs in eval() on calls of exactly RENDER_CHUNK images (zero noise fills
+the last), so a seed fixes its image whatever `num_images` is and whatever else shares its call
+(image i of a request with seed s is image 0 of a request with seed s + i). That is what lets
+requests from many threads share generator calls (toolkit/batching.py). Tanh outputs in [-1, 1] become uint8 pixels, then PNG (or JPEG).
 
 Training: the generator and the discriminator take turns (pytorch/examples' dcgan recipe: BCE,
 Adam 2e-4 with beta1 0.5, N(0, 0.02) init) through the shared loop's two-optimizer step. Each
@@ -39,6 +40,7 @@ from ..nets.dcgan import Discriminator, Generator, layout
 from ..nets.image_classifier import ImageClassifier
 from ..tasks import ImageGenerationTask
 from ..toolkit import distributed
+from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import choice, invalid_argument, number_in_range, whole_number
 from ..toolkit.frechet import extract_features, frechet_distance, statistics
@@ -55,6 +57,9 @@ MAX_INTERPOLATE_STEPS = 64
 MAX_SEED = 2**63 - 1
 GRID_PADDING = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Images per generator call, always: on a fixed shape each image's bytes depend on its own noise
+# and label alone (convolution kernels pick their algorithm by batch size, which changes low bits).
+RENDER_CHUNK = 8
 # A fixed seed for the evaluation noise and the untrained feature net, so every evaluation of
 # every run measures the same way.
 EVAL_SEED = 1234
@@ -90,6 +95,7 @@ class DCGANImageGenerator(ModuleBase):
         device: str = "auto",
         metrics: Optional[dict] = None,
         artifacts: Optional[Dict[str, bytes]] = None,
+        model_id: str = "image-generator",
     ):
         super().__init__()
         if len(class_names) != generator.num_classes:
@@ -105,6 +111,8 @@ class DCGANImageGenerator(ModuleBase):
         self.artifacts = dict(artifacts or {})
         self.images_generated = 0
         self._counter_lock = threading.Lock()
+        # Requests from many threads share generator calls; cost: images.
+        self.batcher = DynamicBatcher(self._render_requests, model_id, cost=lambda item: len(item[0]))
 
     @property
     def nz(self) -> int:
@@ -143,7 +151,7 @@ class DCGANImageGenerator(ModuleBase):
         request = self.check_request(num_images, seed, image_format, as_grid, latents, interpolate_steps, label)
         noise = self._noise(request)
         labels = self._expand(request.label_ids, request.interpolate_steps)
-        pixels = self.render(noise, labels)
+        pixels = self.batcher.submit((noise, labels))
         columns = request.interpolate_steps or (math.ceil(math.sqrt(len(pixels))) if request.as_grid else 1)
         arrays = [tile(pixels, columns)] if request.as_grid else list(pixels)
         with self._counter_lock:
@@ -172,18 +180,27 @@ class DCGANImageGenerator(ModuleBase):
     def _expand(label_ids: List[int], repeat: int) -> List[int]:
         return [index for index in label_ids for _ in range(repeat or 1)]
 
+    def _render_requests(self, items: List[Tuple[torch.Tensor, List[int]]]) -> List[np.ndarray]:
+        """The batcher's function: the images of all requests rendered together, then handed back."""
+        pixels = self.render(torch.cat([noise for noise, _ in items]), [label for _, labels in items for label in labels])
+        bounds = np.cumsum([0] + [len(noise) for noise, _ in items])
+        return [pixels[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
     def render(self, noise: torch.Tensor, label_ids: Sequence[int]) -> np.ndarray:
-        """uint8 images [n, height, width, channels], one generator call per image (so no image's
-        bytes depend on what else the request holds)."""
+        """uint8 images [n, height, width, channels], in generator calls of exactly RENDER_CHUNK
+        images, so that no image's bytes depend on what else shares its call."""
         images = []
         with torch.inference_mode():
-            for index, vector in enumerate(noise):
+            for start in range(0, len(noise), RENDER_CHUNK):
+                chunk = noise[start : start + RENDER_CHUNK].to(self.device, torch.float32)
+                count = len(chunk)
+                chunk = F.pad(chunk, (0, 0, 0, RENDER_CHUNK - count))
                 labels = None
                 if self.generator.num_classes:
-                    labels = torch.tensor([label_ids[index]], dtype=torch.long, device=self.device)
-                output = self.generator(vector[None].to(self.device, torch.float32), labels)
-                images.append(to_uint8(output)[0])
-        return np.stack(images)
+                    chunk_labels = list(label_ids[start : start + count]) + [0] * (RENDER_CHUNK - count)
+                    labels = torch.tensor(chunk_labels, dtype=torch.long, device=self.device)
+                images.append(to_uint8(self.generator(chunk, labels))[:count])
+        return np.concatenate(images)
 
     # -- request checking ------------------------------------------------------------------
 
@@ -286,7 +303,7 @@ class DCGANImageGenerator(ModuleBase):
         for relative_path in config.get("artifacts") or []:
             with open(os.path.join(model_dir, relative_path), "rb") as artifact_file:
                 artifacts[relative_path] = artifact_file.read()
-        return cls(generator, class_names, max_images, "auto", read_metrics(model_dir, config), artifacts)
+        return cls(generator, class_names, max_images, "auto", read_metrics(model_dir, config), artifacts, model_id_of(model_dir))
 
     # -- training --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from caikit.interfaces.nlp.tasks import TextClassificationTask
 import alog
 
 from ..data_model import LabeledText
-from ..toolkit.batching import DynamicBatcher
+from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
 from ..toolkit.hf_models import hf_source, model_input_limit, packaged_encoder_path
@@ -223,8 +223,7 @@ class SentimentClassifier(ModuleBase):
         tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
         max_input_tokens = int(config.get("max_input_tokens", model_input_limit(tokenizer, model)))
-        model_id = os.path.basename(os.path.normpath(model_dir))
-        return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(model_dir, config), model_id)
+        return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(model_dir, config), model_id_of(model_dir))
 
     # -- training ------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ import alog
 
 from ..data_model.translation import TranslationListResult, TranslationPair, TranslationResult
 from ..tasks import TranslationListTask, TranslationTask
+from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import invalid_argument, real_number, require_text, whole_number
 from ..toolkit.generation import (
@@ -130,6 +131,25 @@ class Decoded:
     finish_reason: FinishReason
 
 
+@dataclass(frozen=True)
+class DecodeRequest:
+    """The pieces of one request and how to decode them: requests with the same settings can
+    share generate() calls."""
+
+    pieces: Tuple[Piece, ...]
+    max_new_tokens: int
+    num_beams: int
+    length_penalty: float
+
+    @property
+    def settings(self) -> Tuple[int, int, float]:
+        return (self.max_new_tokens, self.num_beams, self.length_penalty)
+
+    @property
+    def source_tokens(self) -> int:
+        return sum(len(piece.input_ids) for piece in self.pieces)
+
+
 @module(
     id="5c0b0f8e-3f0e-4f5a-9d2c-7a1e2b6c4d93",
     name="Translator",
@@ -150,6 +170,7 @@ class Translator(ModuleBase):
         batch_size: int = DEFAULT_BATCH_SIZE,
         metrics: Optional[dict] = None,
         device: str = "auto",
+        model_id: str = "translator",
     ):
         super().__init__()
         self.device = resolve_device(os.environ.get("CAIKIT_GENAI_DEVICE") or device)
@@ -170,6 +191,8 @@ class Translator(ModuleBase):
         generation_config.pad_token_id = self.pad_id
         self.tokens_generated = 0
         self._counter_lock = threading.Lock()
+        # Single translations from many request threads share generate() calls (toolkit/batching.py).
+        self.batcher = DynamicBatcher(self._decode_requests, model_id, cost=lambda request: request.source_tokens)
 
     # -- translation task ------------------------------------------------------------------
 
@@ -183,7 +206,8 @@ class Translator(ModuleBase):
         max_new_tokens: Optional[int] = None,
         truncate_input_tokens: Optional[int] = 0,
     ) -> TranslationResult:
-        return self.run_list([require_text(text)], num_beams, length_penalty, max_new_tokens, truncate_input_tokens).results[0]
+        request = self._decode_request([require_text(text)], num_beams, length_penalty, max_new_tokens, truncate_input_tokens)
+        return self._result(0, request.pieces, self.batcher.submit(request))
 
     @TranslationListTask.taskmethod()
     @_documented(
@@ -205,6 +229,13 @@ class Translator(ModuleBase):
             raise invalid_argument(f"`texts` must be a list of strings, got {type(texts).__name__}")
         for index, text in enumerate(texts):
             require_text(text, f"texts[{index}]")
+        # A list is batched within itself (length-sorted), so it does not queue behind single texts.
+        request = self._decode_request(texts, num_beams, length_penalty, max_new_tokens, truncate_input_tokens)
+        decoded = self._decode_requests([request])[0]
+        return TranslationListResult(results=[self._result(index, request.pieces, decoded) for index in range(len(texts))])
+
+    def _decode_request(self, texts, num_beams, length_penalty, max_new_tokens, truncate_input_tokens) -> DecodeRequest:
+        """Checked decoding settings and the encoder inputs of checked texts."""
         beams = self._check_beams(num_beams)
         penalty = real_number("length_penalty", length_penalty, 1.0)
         limits = check_generation_parameters(
@@ -214,10 +245,24 @@ class Translator(ModuleBase):
             default_temperature=1.0,
         )
         pieces = [piece for index, text in enumerate(texts) for piece in self._pieces(text, index, limits.truncate_input_tokens)]
-        decoded = self._generate_batched(pieces, limits.max_new_tokens, beams, penalty)
-        return TranslationListResult(results=[self._result(index, pieces, decoded) for index in range(len(texts))])
+        return DecodeRequest(tuple(pieces), limits.max_new_tokens, beams, penalty)
 
-    def _result(self, text_index: int, pieces: List[Piece], decoded: List[Decoded]) -> TranslationResult:
+    def _decode_requests(self, requests: List[DecodeRequest]) -> List[List[Decoded]]:
+        """The batcher's function: the pieces of all requests with the same settings are decoded
+        together, in length-sorted batches; each request gets back its own pieces' output."""
+        answers: List[Optional[List[Decoded]]] = [None] * len(requests)
+        by_settings: Dict[Tuple[int, int, float], List[int]] = {}
+        for index, request in enumerate(requests):
+            by_settings.setdefault(request.settings, []).append(index)
+        for (max_new_tokens, beams, penalty), indices in by_settings.items():
+            decoded = self._generate_batched(
+                [piece for index in indices for piece in requests[index].pieces], max_new_tokens, beams, penalty
+            )
+            for index in indices:
+                answers[index], decoded = decoded[: len(requests[index].pieces)], decoded[len(requests[index].pieces) :]
+        return answers
+
+    def _result(self, text_index: int, pieces: Sequence[Piece], decoded: List[Decoded]) -> TranslationResult:
         mine = [(piece, out) for piece, out in zip(pieces, decoded) if piece.text_index == text_index]
         finish = FinishReason.EOS_TOKEN
         if any(out.finish_reason == FinishReason.MAX_TOKENS for _, out in mine):
@@ -592,6 +637,7 @@ class Translator(ModuleBase):
             max_num_beams=int(config.get("max_num_beams", DEFAULT_MAX_NUM_BEAMS)),
             batch_size=int(config.get("batch_size", DEFAULT_BATCH_SIZE)),
             metrics=read_metrics(model_dir, config),
+            model_id=model_id_of(model_dir),
         )
 
     @classmethod

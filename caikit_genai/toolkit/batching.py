@@ -20,6 +20,7 @@ Settings come from `genai.batching` in runtime_config.yaml: `default`, overridde
 under `models`.
 """
 
+import os
 import threading
 import time
 from collections import deque
@@ -74,6 +75,12 @@ def _configured_batching() -> dict:
         return dict(genai.get("batching") or {})
     except Exception:  # pylint: disable=broad-except
         return {}
+
+
+def model_id_of(model_dir: str) -> str:
+    """The id the runtime serves a model dir under (its folder name): the batcher's config key
+    and metrics label."""
+    return os.path.basename(os.path.normpath(model_dir))
 
 
 class QueueFull(Exception):
