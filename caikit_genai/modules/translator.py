@@ -191,7 +191,7 @@ class Translator(ModuleBase):
         generation_config.pad_token_id = self.pad_id
         self.tokens_generated = 0
         self._counter_lock = threading.Lock()
-        # Single translations from many request threads share generate() calls (toolkit/batching.py).
+        # Translations (single texts and lists) from many request threads share generate() calls (toolkit/batching.py).
         self.batcher = DynamicBatcher(self._decode_requests, model_id, cost=lambda request: request.source_tokens)
 
     # -- translation task ------------------------------------------------------------------
@@ -229,9 +229,10 @@ class Translator(ModuleBase):
             raise invalid_argument(f"`texts` must be a list of strings, got {type(texts).__name__}")
         for index, text in enumerate(texts):
             require_text(text, f"texts[{index}]")
-        # A list is batched within itself (length-sorted), so it does not queue behind single texts.
+        # Through the batcher too: lists and single texts from many threads share generate() calls
+        # on one worker, instead of one OpenMP team per request thread fighting over the cores.
         request = self._decode_request(texts, num_beams, length_penalty, max_new_tokens, truncate_input_tokens)
-        decoded = self._decode_requests([request])[0]
+        decoded = self.batcher.submit(request)
         return TranslationListResult(results=[self._result(index, request.pieces, decoded) for index in range(len(texts))])
 
     def _decode_request(self, texts, num_beams, length_penalty, max_new_tokens, truncate_input_tokens) -> DecodeRequest:
