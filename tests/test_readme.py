@@ -31,16 +31,28 @@ SKIPPED = {
     "podman ": "no container engine here: tests/test_deploy.py checks the Containerfile's parts and serves its wheel",
     "oc ": "needs an OpenShift cluster: tests/test_deploy.py builds and validates every kustomization these apply",
     'curl -sk "$(oc ': "calls a deployed InferenceService; the same request runs against the local runtime above",
+    "CONFIG_FILES=runtime_config.yaml,tls.yaml ": "run by tests/test_tls.py against a TLS runtime",
+    "RUNTIME_TLS_": "run by tests/test_tls.py against a TLS runtime",
+    "curl --cacert ": "run by tests/test_tls.py against a TLS runtime",
+    "grpcurl -cacert ": "run by tests/test_tls.py against a TLS runtime",
 }
 RUN = ("curl", "grpcurl", "python3", "python", "kubectl", "torchrun")
 # Tiny models under the default models' names: their fields are checked, not what they answer.
 STAND_INS = ("sentiment", "char-austen", "translator-en-id")
 
 
-def readme_blocks():
-    """(language, code) of every fenced block of README, in order."""
+def readme_blocks(section=None):
+    """(language, code) of every fenced block of README, in order; with `section` (a heading's
+    text), only the blocks under that heading, up to the next heading of its level or above."""
     with open(README, encoding="utf-8") as readme:
         text = readme.read()
+    if section is not None:
+        heading = re.search(rf"^(#+) {re.escape(section)}\n", text, re.M)
+        assert heading, f"README has no heading {section!r}"
+        ends = re.compile(rf"^#{{1,{len(heading.group(1))}}} ", re.M).finditer(text, heading.end())
+        # A `# comment` inside a fenced block is no heading: an odd count of fences before it.
+        end = next((match.start() for match in ends if text.count("```", 0, match.start()) % 2 == 0), len(text))
+        text = text[heading.end() : end]
     return [(match.group(1), match.group(2)) for match in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
 
 
