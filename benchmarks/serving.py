@@ -186,7 +186,7 @@ def workloads(models: Dict[str, str], count: int) -> List[Workload]:
 class Runtime:
     """`python -m caikit.runtime` in a subprocess, serving each workload's model dir under its name."""
 
-    def __init__(self, served: List[Workload]):
+    def __init__(self, served: List[Workload], extra_configs: List[str] = ()):
         self.served = served
         self.workdir = tempfile.mkdtemp(prefix="serving-bench-")
         os.makedirs(os.path.join(self.workdir, "models"))
@@ -195,7 +195,7 @@ class Runtime:
         self.grpc_port, self.http_port, metrics_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
-            "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
+            "CONFIG_FILES": ",".join([os.path.join(REPO_ROOT, "runtime_config.yaml"), *map(os.path.abspath, extra_configs)]),
             "RUNTIME_LOCAL_MODELS_DIR": os.path.join(self.workdir, "models"),
             "RUNTIME_GRPC_PORT": str(self.grpc_port),
             "RUNTIME_HTTP_PORT": str(self.http_port),
@@ -363,6 +363,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="requests per row")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--overload-clients", type=int, default=200)
+    parser.add_argument("--config", action="append", default=[], help="a yaml file laid over runtime_config.yaml (e.g. batching settings)")
     args = parser.parse_args(argv)
     if args.model:
         models = dict(pair.split("=", 1) for pair in args.model)
@@ -374,9 +375,9 @@ def main(argv=None) -> int:
         parser.error(f"no model dir at {missing or list(DEFAULT_MODELS.values())}: build the defaults with `make models`")
 
     served = workloads(models, max(args.requests // 4, 64))
-    print(f"{os.cpu_count()} CPU cores; workloads: {', '.join(f'{w.name} ({w.model_dir})' for w in served)}")
+    print(f"{os.cpu_count()} CPU cores; workloads: {', '.join(f'{w.name} ({w.model_dir})' for w in served)}; config over the repo's: {args.config or 'none'}")
     floors = {workload.name: workload.floor(workload) for workload in served}
-    runtime = Runtime(served)
+    runtime = Runtime(served, args.config)
     try:
         ready = runtime.wait_ready()
         print(f"runtime ready (health + every model answering) {ready:.1f} s after start (<= 15 s)")

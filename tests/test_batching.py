@@ -53,6 +53,20 @@ def test_requests_that_arrive_together_share_a_batch_and_get_their_own_answers()
     assert max(len(batch) for batch in record.batches) <= 8
 
 
+def test_a_lone_request_does_not_wait_for_company():
+    """With nothing else waiting and no load before it, a request runs at once: a minute's
+    max_delay_ms would otherwise hold it past the join below."""
+    record = Recorder()
+    batcher = DynamicBatcher(record, "lone", BatchingConfig(max_delay_ms=60_000))
+    answers = []
+    for item in (1, 2, 3):
+        caller = threading.Thread(target=lambda item=item: answers.append(batcher.submit(item)))
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive(), "a lone request waited for the batching delay"
+    assert answers == [2, 4, 6] and record.batches == [[1], [2], [3]]
+
+
 def test_batches_are_length_sorted_and_kept_within_the_token_budget():
     record = Recorder()
     record.release.clear()

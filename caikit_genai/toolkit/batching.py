@@ -4,7 +4,9 @@ caikit 0.28.3's own batcher fails every request through its servers (see NOTES),
 batch here. Each served model owns one `DynamicBatcher`. A request thread checks its input,
 turns it into an item (e.g. token ids) and calls `submit(item)`, which waits for the answer;
 one worker thread per model takes what has queued up within `max_delay_ms` of the first
-arrival (at most `max_batch_size` items and `token_budget` summed costs), sorts it by cost so
+arrival (at most `max_batch_size` items and `token_budget` summed costs; a request that finds
+the model idle, with nothing else waiting and the last batch a single request, runs at once,
+so a lone client never pays the delay), sorts it by cost so
 that a module pads only to the longest in each batch, and hands the list to the module's
 batch function. Since only the worker runs the model, torch's intra-op threads serve one
 forward pass at a time instead of one OpenMP team per request thread fighting over the cores.
@@ -124,6 +126,9 @@ class DynamicBatcher(Generic[Item, Answer]):
         self._pending: Deque[_Request] = deque()
         self._changed = threading.Condition()
         self._worker: Optional[threading.Thread] = None
+        # Whether the last forward pass served more than one request: then it is worth waiting
+        # up to max_delay_ms for company; otherwise a lone request runs at once.
+        self._busy = False
 
     def submit(self, item: Item) -> Answer:
         """The answer for one item, computed in a batch with whatever else is waiting."""
@@ -170,15 +175,16 @@ class DynamicBatcher(Generic[Item, Answer]):
                 request.done.set()
 
     def _next_batch(self) -> Optional[List[_Request]]:
-        """Wait for a first request, then up to max_delay_ms for more; take what fits. None
-        when idle for IDLE_SECONDS: the worker ends."""
+        """Wait for a first request, then (under load) up to max_delay_ms for more; take what
+        fits. None when idle for IDLE_SECONDS: the worker ends."""
         config = self.config
         with self._changed:
             while not self._pending:
                 if not self._changed.wait(IDLE_SECONDS) and not self._pending:
                     self._worker = None
                     return None
-            deadline = self._pending[0].arrived + config.max_delay_ms / 1000.0
+            delay = config.max_delay_ms if (self._busy or len(self._pending) > 1) else 0.0
+            deadline = self._pending[0].arrived + delay / 1000.0
             while len(self._pending) < config.max_batch_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -195,6 +201,7 @@ class DynamicBatcher(Generic[Item, Answer]):
                 batch.append(self._pending.popleft())
                 budget -= request.cost
             serving_metrics.QUEUE_DEPTH.labels(model=self.model_id).set(len(self._pending))
+            self._busy = len(batch) > 1
         batch.sort(key=lambda request: request.cost)
         return batch
 
