@@ -33,6 +33,7 @@ import alog
 
 from ..data_model.attention import ATTENTION_NOTE, AttentionResult, AttentionWeights
 from ..tasks import AttentionInspectionTask
+from ..toolkit import limits
 from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import resolve_device
 from ..toolkit.errors import choice, invalid_argument, require_text
@@ -321,7 +322,7 @@ class AttentionInspector(ModuleBase):
             return tokenizer(*texts, **options)
 
         full_length = len(call(truncation=False, verbose=False)["input_ids"])
-        limit = self.max_input_tokens
+        limit = limits.cap("max_attention_tokens", self.max_input_tokens)
         truncated = False
         if max_tokens:
             limit = min(max_tokens, limit)
@@ -331,7 +332,8 @@ class AttentionInspector(ModuleBase):
             truncated = full_length > limit
         elif full_length > limit:
             raise invalid_argument(
-                f"{what} is {full_length} tokens long; this model takes at most {limit}. "
+                f"{what} is {full_length} tokens long; at most {limit} are taken "
+                f"({limits.cap_source('max_attention_tokens', self.max_input_tokens, 'input limit')}). "
                 "Shorten it, or set max_tokens to cut it."
             )
         fast = getattr(tokenizer, "is_fast", False)

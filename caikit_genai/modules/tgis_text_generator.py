@@ -34,7 +34,7 @@ from caikit_tgis_backend.protobufs import generation_pb2
 import alog
 
 from ..toolkit.errors import choice, invalid_argument, real_number, require_text, whole_number
-from ..toolkit.generation import DECODING_METHODS, check_seed, check_stop_sequences
+from ..toolkit.generation import DECODING_METHODS, check_max_new_tokens, check_seed, check_stop_sequences
 from ..toolkit.model_dir import atomic_model_dir
 
 log = alog.use_channel("TGISGEN")
@@ -224,13 +224,7 @@ class TGISTextGenerator(ModuleBase):
         """Check a request and map it onto TGIS's Parameters: (text, Parameters), or raise
         INVALID_ARGUMENT naming the problem. Unset sampling values stay unset (TGIS's defaults)."""
         text = require_text(text)
-        max_new = whole_number("max_new_tokens", max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
-        if max_new < 1:
-            raise invalid_argument(f"max_new_tokens must be at least 1 token, got {max_new}")
-        if max_new > self.max_new_tokens_limit:
-            raise invalid_argument(
-                f"max_new_tokens is {max_new}, above this model's limit of {self.max_new_tokens_limit} tokens"
-            )
+        max_new = check_max_new_tokens(max_new_tokens, DEFAULT_MAX_NEW_TOKENS, self.max_new_tokens_limit)
         min_new = whole_number("min_new_tokens", min_new_tokens, 0)
         if min_new < 0:
             raise invalid_argument(f"min_new_tokens must be 0 or more, got {min_new}")

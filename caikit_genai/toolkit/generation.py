@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import limits
 from .errors import choice, invalid_argument, real_number, whole_number
 
 # The first is the default.
@@ -54,13 +55,7 @@ def check_generation_parameters(
     unit: str = "token",
 ) -> GenerationParameters:
     """Turn raw request arguments into GenerationParameters, or raise INVALID_ARGUMENT naming the problem."""
-    max_new = whole_number("max_new_tokens", max_new_tokens, default_max_new_tokens)
-    if max_new < 1:
-        raise invalid_argument(f"max_new_tokens must be at least 1 {unit}, got {max_new}")
-    if max_new > max_new_tokens_limit:
-        raise invalid_argument(
-            f"max_new_tokens is {max_new}, above this model's limit of {max_new_tokens_limit} {unit}s"
-        )
+    max_new = check_max_new_tokens(max_new_tokens, default_max_new_tokens, max_new_tokens_limit, unit)
     min_new = whole_number("min_new_tokens", min_new_tokens, 0)
     if min_new < 0:
         raise invalid_argument(f"min_new_tokens must be 0 or more, got {min_new}")
@@ -99,6 +94,21 @@ def check_generation_parameters(
         seed=check_seed(seed, greedy),
         stop_sequences=check_stop_sequences(stop_sequences),
     )
+
+
+def check_max_new_tokens(max_new_tokens, default: int, model_limit: int, unit: str = "token") -> int:
+    """max_new_tokens (`default` when unset), at least 1 and at most the model's
+    max_new_tokens_limit, lowered by the runtime's genai.limits.max_new_tokens."""
+    limit = limits.cap("max_new_tokens", model_limit)
+    max_new = whole_number("max_new_tokens", max_new_tokens, min(default, limit))
+    if max_new < 1:
+        raise invalid_argument(f"max_new_tokens must be at least 1 {unit}, got {max_new}")
+    if max_new > limit:
+        raise invalid_argument(
+            f"max_new_tokens is {max_new}, above the limit of {limit} {unit}s "
+            f"({limits.cap_source('max_new_tokens', model_limit, 'max_new_tokens_limit')})"
+        )
+    return max_new
 
 
 def check_seed(seed, greedy: bool) -> Optional[int]:

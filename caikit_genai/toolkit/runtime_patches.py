@@ -12,7 +12,11 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    paths must lie inside `local_models_dir`.
 2. HTTP bodies: a POST with no Content-Type answers 500 ("argument of type 'NoneType' is not
    iterable"), and `application/json; charset=utf-8` answers 415. Every route that reads a
-   request body parses it here: an empty body is a 400 that says which fields to send.
+   request body parses it here: an empty body is a 400 that says which fields to send, a body
+   over `genai.limits.max_request_body_bytes` a 413 (refused before it is read whole), a body
+   that is not UTF-8 a 400 (caikit answered 500: its 422 handler could not encode the bytes),
+   and a 422 names the field (`parameters.top_k: ...`) and never fails to encode the value it
+   echoes (caikit answered 500 to a NaN where a string belongs).
 3. Abandoned SSE streams: caikit's `async_wrap_iter` feeds a stream through a one-slot queue from
    a worker of the request pool; when the client goes, that worker blocks on the full queue
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
@@ -34,12 +38,24 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
 7. gRPC UNAVAILABLE (a backend such as a TGIS server is down or did not answer) becomes HTTP 501
    "Not Implemented" in caikit's status table; it is 503 "Service Unavailable", which clients
    and load balancers know to retry.
+8. Predict requests are checked before a model sees them. A model of another task is not
+   refused by caikit (it falls back to the model's first task: HTTP 200 with the other task's
+   output, gRPC INTERNAL "Exception deserializing response!"): it is INVALID_ARGUMENT / 400
+   naming the model, its tasks and the task asked for. Texts and lists of texts over
+   `genai.limits` (limits.py) are refused before any tokenizing. The HTTP required input
+   (`inputs`) is passed on as sent: caikit dropped a falsy one (0, "", []), so `"inputs": 0`
+   read as a missing argument ("run() missing 1 required positional argument").
+9. gRPC requests that do not parse (a string field holding bytes that are not UTF-8) answer
+   INTERNAL "Exception deserializing request!" from grpc itself; they are INVALID_ARGUMENT
+   saying what could not be read.
 """
 
 import argparse
 import asyncio
 import concurrent.futures
 import functools
+import inspect
+import math
 import os
 import sys
 import threading
@@ -48,6 +64,7 @@ import weakref
 import alog
 import grpc
 
+from . import limits
 from .safe_paths import MODEL_NAME_RULE, is_inside, is_safe_model_name
 
 log = alog.use_channel("PATCHES")
@@ -62,12 +79,15 @@ def apply() -> None:
     _guard_model_manager()
     _batch_training_exit_codes()
     _serving_metrics()
+    _check_predict_requests()
+    _undecodable_grpc_requests()
     try:
         from caikit.runtime.http_server import http_server  # pylint: disable=import-outside-toplevel
     except ImportError:
         return
     _mend_http_server(http_server)
     _unavailable_is_http_503()
+    _http_inputs_as_sent(http_server.RuntimeHTTPServer)
 
 
 # -- 1. model ids and paths ------------------------------------------------------------------
@@ -232,6 +252,164 @@ def _serving_metrics() -> None:
         setattr(GlobalPredictServicer.predict_model, _PATCHED, True)
 
 
+# -- 8. predict requests checked before the model ---------------------------------------------
+
+
+def _check_predict_requests() -> None:
+    """Wrap the two calls every predict request goes through (gRPC and HTTP, unary, streaming
+    and prediction jobs): the model must serve the task asked for, and the sizes be in limits."""
+    from caikit.runtime.servicers.global_predict_servicer import (  # pylint: disable=import-outside-toplevel
+        GlobalPredictServicer,
+    )
+
+    for name in ("predict_model", "run_prediction_job"):
+        method = getattr(GlobalPredictServicer, name)
+        if not getattr(method, _CHECKED, False):
+            setattr(GlobalPredictServicer, name, _checked_prediction(method))
+    if not getattr(GlobalPredictServicer.Predict, _CHECKED, False):
+        GlobalPredictServicer.Predict = _task_checked_rpc(GlobalPredictServicer.Predict)
+
+
+_CHECKED = "_caikit_genai_checked"
+
+
+def _task_checked_rpc(predict):
+    """gRPC's Predict looks up the model's method for the RPC (falling back to its first task)
+    before it calls predict_model: check the task first."""
+    from caikit.runtime.utils.servicer_util import get_metadata  # pylint: disable=import-outside-toplevel
+    from caikit.runtime.names import MODEL_MESH_MODEL_ID_KEY  # pylint: disable=import-outside-toplevel
+
+    @functools.wraps(predict)
+    def task_checked_predict(self, request, context, caikit_rpc, *args, **kwargs):
+        model_id = get_metadata(context, MODEL_MESH_MODEL_ID_KEY)
+        if model_id:
+            model = self._model_manager.retrieve_model(model_id)  # pylint: disable=protected-access
+            check_model_task(model, model_id, getattr(caikit_rpc, "task", None))
+        return predict(self, request, context, caikit_rpc, *args, **kwargs)
+
+    setattr(task_checked_predict, _CHECKED, True)
+    return task_checked_predict
+
+
+def _checked_prediction(method):
+    own_arguments = set(inspect.signature(method).parameters) - {"kwargs"}
+
+    @functools.wraps(method)
+    def checked(self, request_name, model_id, *args, **kwargs):
+        model = kwargs.get("model") or self._model_manager.retrieve_model(model_id)  # pylint: disable=protected-access
+        check_model_task(model, model_id, kwargs.get("task"))
+        limits.check_sizes({name: value for name, value in kwargs.items() if name not in own_arguments})
+        return method(self, request_name, model_id, *args, **{**kwargs, "model": model})
+
+    setattr(checked, _CHECKED, True)
+    return checked
+
+
+def check_model_task(model, model_id: str, task) -> None:
+    """INVALID_ARGUMENT unless `model` serves `task` (caikit would run the model's first task)."""
+    tasks = list(getattr(type(model), "tasks", None) or [])
+    if task is None or task in tasks:
+        return
+    from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
+        CaikitRuntimeException,
+    )
+
+    served = ", ".join(served_task.__name__ for served_task in tasks) or "no task"
+    raise CaikitRuntimeException(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"model {model_id!r} ({type(model).__name__}) serves {served}, not {task.__name__}: "
+        f"call it through the RPC or route of its task, or choose a model that serves {task.__name__}",
+        {"model_id": model_id},
+    )
+
+
+def _http_inputs_as_sent(server_class) -> None:
+    """caikit's `_get_request_params` drops a falsy `inputs` (`if value:`): put it back."""
+    get_request_params = server_class._get_request_params  # pylint: disable=protected-access
+    if getattr(get_request_params, _PATCHED, False):
+        return
+
+    @functools.wraps(get_request_params)
+    def request_params_with_inputs(self, rpc, request):
+        params = get_request_params(self, rpc, request)
+        inputs = getattr(request, "inputs", None)
+        required = getattr(getattr(rpc, "task", None), "get_required_parameters", None)
+        names = list(required(rpc.input_streaming)) if required else []
+        if inputs is not None and not inputs and len(names) == 1:
+            params.setdefault(names[0], inputs)
+        return params
+
+    setattr(request_params_with_inputs, _PATCHED, True)
+    server_class._get_request_params = request_params_with_inputs  # pylint: disable=protected-access
+
+
+# -- 9. gRPC requests that do not parse ---------------------------------------------------------
+
+
+class _UndecodableRequest:
+    """What a request deserializer gives for bytes that are no valid message."""
+
+    def __init__(self, message_name: str, error: Exception):
+        self.message_name, self.error = message_name, error
+
+
+def _undecodable_grpc_requests() -> None:
+    """Every handler caikit's gRPC server registers is made by `_make_new_handler`: give its
+    unary-request handlers a deserializer that does not fail, and a behaviour that refuses what
+    did not parse with INVALID_ARGUMENT (grpc itself answers INTERNAL)."""
+    from caikit.runtime.interceptors.caikit_runtime_server_wrapper import (  # pylint: disable=import-outside-toplevel
+        CaikitRuntimeServerWrapper,
+    )
+
+    make_new_handler = CaikitRuntimeServerWrapper._make_new_handler  # pylint: disable=protected-access
+    if getattr(make_new_handler, _PATCHED, False):
+        return
+
+    @functools.wraps(make_new_handler)
+    def make_checked_handler(self, original_rpc_handler, caikit_rpc=None):
+        handler = make_new_handler(self, original_rpc_handler, caikit_rpc)
+        if handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        behaviour = "unary_stream" if handler.response_streaming else "unary_unary"
+        return handler._replace(
+            request_deserializer=_tolerant_deserializer(handler.request_deserializer),
+            **{behaviour: _refusing_undecodable(getattr(handler, behaviour))},
+        )
+
+    setattr(make_checked_handler, _PATCHED, True)
+    CaikitRuntimeServerWrapper._make_new_handler = make_checked_handler  # pylint: disable=protected-access
+
+
+def _tolerant_deserializer(deserialize):
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+
+    message_class = getattr(deserialize, "__self__", None)
+    message_name = getattr(getattr(message_class, "DESCRIPTOR", None), "full_name", "request")
+
+    def deserialize_or_mark(data: bytes):
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _UndecodableRequest(message_name, error)
+
+    return deserialize_or_mark
+
+
+def _refusing_undecodable(behaviour):
+    @functools.wraps(behaviour)
+    def refuse_undecodable(request, context):
+        if isinstance(request, _UndecodableRequest):
+            log.warning("refused a request that is no valid %s: %s", request.message_name, request.error)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request.message_name} message ({request.error}): "
+                "string fields must hold valid UTF-8; send binary data in a bytes field",
+            )
+        return behaviour(request, context)
+
+    return refuse_undecodable
+
+
 # -- 2 and 3. the HTTP server ----------------------------------------------------------------
 
 
@@ -253,10 +431,10 @@ def _json_body_reader(read_other_media_types):
 
     @functools.wraps(read_other_media_types)
     async def pydantic_from_request(pydantic_model, request):
+        body = await _read_capped_body(request, limits.current().max_request_body_bytes)
         media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if media_type not in ("", "application/json"):
             return await read_other_media_types(pydantic_model, request)
-        body = await request.body()
         if not body.strip():
             fields = ", ".join(f"`{name}`" for name in pydantic_model.model_fields)
             raise HTTPException(
@@ -264,11 +442,64 @@ def _json_body_reader(read_other_media_types):
                 f"the request body is empty: send a JSON object with {fields} (Content-Type: application/json)",
             )
         try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"the request body is not valid UTF-8 (byte {body[err.start]:#04x} at offset {err.start}): "
+                "JSON must be UTF-8; send binary data base64-encoded",
+            ) from err
+        try:
             return pydantic_model.model_validate_json(body)
         except pydantic.ValidationError as err:
-            raise RequestValidationError(errors=err.errors()) from err
+            raise RequestValidationError(errors=[_named_error(error) for error in err.errors()]) from err
 
     return pydantic_from_request
+
+
+async def _read_capped_body(request, max_bytes: int) -> bytes:
+    """The request body, refused with a 413 once it passes `max_bytes` (by its Content-Length,
+    before reading, or while it streams in); kept on the request, where starlette's own readers
+    (`body()`, `form()`) find it."""
+    from fastapi import HTTPException, status  # pylint: disable=import-outside-toplevel
+
+    def too_large(size: str):
+        return HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"the request body is {size} bytes, over the limit of {max_bytes:,} "
+            "(genai.limits.max_request_body_bytes): send less per request",
+        )
+
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise too_large(f"{int(length):,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(f"more than {max_bytes:,}")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # pylint: disable=protected-access
+    return request._body  # pylint: disable=protected-access
+
+
+def _named_error(error: dict) -> dict:
+    """A pydantic error whose message starts with the field (caikit's 422 shows only the first
+    message) and whose echoed input is short and JSON-safe (NaN, bytes and 1 MB strings are not)."""
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    named = {key: value for key, value in error.items() if key not in ("input", "ctx", "url")}
+    named["msg"] = f"{location}: {error.get('msg', '')}" if location else error.get("msg", "")
+    named["input"] = _short_json(error.get("input"))
+    return named
+
+
+def _short_json(value):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**64:
+        return f"<a {value.bit_length()}-bit integer>"  # str() refuses past 4,300 digits
+    if value is None or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def abandonable_async_wrap_iter(iterable, pool=None):
