@@ -312,9 +312,11 @@ class AttentionInspector(ModuleBase):
             truncated=labels.truncated,
         )
 
-    def _encode(self, tokenizer, texts: List[str], max_tokens: int, what: str, as_target: bool = False) -> EncodedSide:
+    def _encode(
+        self, tokenizer, texts: List[str], max_tokens: int, what: str, as_target: bool = False, request: bool = True
+    ) -> EncodedSide:
         """Tokens, offsets, segments and special-token flags of one side; too long is refused
-        unless max_tokens cuts it."""
+        unless max_tokens cuts it (a request's also past genai.limits.max_attention_tokens)."""
 
         def call(**options):
             if as_target:
@@ -322,7 +324,7 @@ class AttentionInspector(ModuleBase):
             return tokenizer(*texts, **options)
 
         full_length = len(call(truncation=False, verbose=False)["input_ids"])
-        limit = limits.cap("max_attention_tokens", self.max_input_tokens)
+        limit = limits.cap("max_attention_tokens", self.max_input_tokens) if request else self.max_input_tokens
         truncated = False
         if max_tokens:
             limit = min(max_tokens, limit)
@@ -509,7 +511,7 @@ class AttentionInspector(ModuleBase):
             )
 
     def _probe_stacks(self) -> Dict[str, Tuple[int, int]]:
-        source = self._encode(self.tokenizer, [PROBE_TEXT], 0, "probe")
+        source = self._encode(self.tokenizer, [PROBE_TEXT], 0, "probe", request=False)
         target = None
         if self.encoder_decoder:
             target = EncodedSide({"decoder_input_ids": [self.decoder_start_token_id]}, [], [], np.zeros(1, bool), False)

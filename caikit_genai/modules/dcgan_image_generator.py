@@ -207,17 +207,18 @@ class DCGANImageGenerator(ModuleBase):
     def check_request(self, num_images, seed, image_format, as_grid, latents, interpolate_steps, label) -> ImageRequest:
         """Turn raw arguments into an ImageRequest, or raise INVALID_ARGUMENT naming the problem."""
         max_images = limits.cap("max_images", self.max_images)
+        max_images_from = limits.cap_source("max_images", self.max_images, "max_images")
         if num_images is None:
             raise invalid_argument(
                 f"num_images is required: 1 to {max_images} (over gRPC, 0 arrives as unset)"
             )
-        num_images = number_in_range("num_images", num_images, 1, max_images)
+        num_images = number_in_range("num_images", num_images, 1, max_images, high_from=max_images_from)
         steps = whole_number("interpolate_steps", interpolate_steps, 0)
         if steps and not 2 <= steps <= MAX_INTERPOLATE_STEPS:
             raise invalid_argument(f"interpolate_steps must be 0 (off) or between 2 and {MAX_INTERPOLATE_STEPS}, got {steps}")
         if steps and num_images * steps > max_images:
             raise invalid_argument(
-                f"num_images x interpolate_steps = {num_images * steps} images, above {limits.cap_source('max_images', self.max_images, 'max_images')} {max_images}"
+                f"num_images x interpolate_steps = {num_images * steps} images, above {max_images_from} {max_images}"
             )
         image_format = choice("image_format", image_format, IMAGE_FORMATS)
         seed = number_in_range("seed", seed, 0, MAX_SEED - num_images)

@@ -303,10 +303,10 @@ class Translator(ModuleBase):
             repetition_penalty, stop_sequences, seed,
         )
         beams = self._check_beams(num_beams)
+        penalty = real_number("length_penalty", length_penalty, 1.0)
         pieces = self._pieces(text, 0, parameters.truncate_input_tokens)
         input_tokens = sum(len(piece.input_ids) for piece in pieces)
         if beams > 1:
-            penalty = real_number("length_penalty", length_penalty, 1.0)
             decoded = self._generate_batched(
                 pieces, parameters.max_new_tokens, beams, penalty, parameters.min_new_tokens, parameters.repetition_penalty
             )

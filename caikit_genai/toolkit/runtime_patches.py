@@ -65,6 +65,7 @@ import alog
 import grpc
 
 from . import limits
+from .errors import shown
 from .safe_paths import MODEL_NAME_RULE, is_inside, is_safe_model_name
 
 log = alog.use_channel("PATCHES")
@@ -494,12 +495,11 @@ def _named_error(error: dict) -> dict:
 
 
 def _short_json(value):
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**64:
-        return f"<a {value.bit_length()}-bit integer>"  # str() refuses past 4,300 digits
-    if value is None or isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+    if value is None or isinstance(value, bool) or (isinstance(value, int) and abs(value) < 2**64):
         return value
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 100 else text[:100] + "..."
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return shown(value, 100)
 
 
 def abandonable_async_wrap_iter(iterable, pool=None):
