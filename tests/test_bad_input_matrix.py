@@ -506,8 +506,10 @@ def assert_good_request_answers(runtime, route: Route, wire: str) -> None:
 
 @pytest.mark.parametrize("wire", BOTH)
 @pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
-def test_every_bad_request_is_refused_naming_the_problem(runtime, route, wire):
+def test_every_bad_request_is_refused_naming_the_problem(runtime, tgis_stand_in, route, wire):
     assert_good_request_answers(runtime, route, wire)
+    # A remote backend (the TGIS stand-in) must see none of the bad requests: they are refused here.
+    backend_calls = len(tgis_stand_in.server.requests) if tgis_stand_in is not None else 0
     failures, count = [], 0
     for case in cases(route):
         if wire not in case.wires:
@@ -517,6 +519,9 @@ def test_every_bad_request_is_refused_naming_the_problem(runtime, route, wire):
         if problem:
             failures.append(f"{case.label}: {problem}")
     CASES_RUN[(route.name, wire)] = count
+    if tgis_stand_in is not None:
+        reached = tgis_stand_in.server.requests[backend_calls:]
+        assert not reached, f"{len(reached)} bad requests reached TGIS, e.g. {reached[:2]}"
     assert not failures, f"{len(failures)} of {count} cases for {route.name} over {wire}:\n" + "\n".join(failures)
     assert count >= 15, f"only {count} cases for {route.name} over {wire}"
 
