@@ -316,7 +316,7 @@ class AttentionInspector(ModuleBase):
         self, tokenizer, texts: List[str], max_tokens: int, what: str, as_target: bool = False, request: bool = True
     ) -> EncodedSide:
         """Tokens, offsets, segments and special-token flags of one side; too long is refused
-        unless max_tokens cuts it (a request's also past genai.limits.max_attention_tokens)."""
+        unless max_tokens cuts it; genai.limits.max_attention_tokens lowers the limit for requests."""
 
         def call(**options):
             if as_target:
