@@ -50,6 +50,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def runtime_process_env(models_dir, grpc_port: int, http_port: int, *config_files) -> Dict[str, str]:
+    """The environment of a `python -m caikit.runtime` as `make serve` starts it: this repo's
+    runtime_config.yaml (then `config_files`), serving `models_dir` on free loopback ports."""
+    return {
+        **os.environ,
+        "CONFIG_FILES": ",".join([os.path.join(REPO_ROOT, "runtime_config.yaml"), *map(str, config_files)]),
+        "RUNTIME_LOCAL_MODELS_DIR": str(models_dir),
+        "RUNTIME_TRAINING_OUTPUT_DIR": str(models_dir),
+        "RUNTIME_GRPC_PORT": str(grpc_port),
+        "RUNTIME_HTTP_PORT": str(http_port),
+        "RUNTIME_METRICS_PORT": str(free_port()),
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> str:
     return build_tiny_bert(str(tmp_path_factory.mktemp("base") / "tiny-bert"))

@@ -17,8 +17,8 @@ import importlib.util
 import json
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import grpc
 import pytest

@@ -30,6 +30,7 @@ from conftest import (
     TINY_DCGAN_ID,
     TINY_TRANSLATOR_ID,
     free_port,
+    runtime_process_env,
 )
 from test_bad_input_matrix import GRPC, HTTP, INVALID, ROUTES, SEND, Case
 
@@ -116,42 +117,40 @@ def test_readme_table_shows_every_cap_with_its_configured_default():
 # -- the session runtime's caps, over both wires ---------------------------------------------
 
 
-@pytest.mark.parametrize("wire", WIRES)
-def test_text_over_max_text_chars_is_refused_before_any_work(runtime, wire):
-    model = served(TINY_CHAR_ID)
-    before = model.chars_generated
-    code, message = answer(runtime, wire, "TextGenerationTask", TINY_CHAR_ID, text="the " * 25_001, max_new_tokens=4)
-    assert code == INVALID and "genai.limits.max_text_chars" in message and "100,004 characters" in message, message
-    assert model.chars_generated == before
+# (what, task, model, the model's work counter, request fields, what the message says): the
+# fields and the message may depend on the served model's own caps.
+REFUSED_BEFORE_WORK = [
+    (
+        "a text over max_text_chars", "TextGenerationTask", TINY_CHAR_ID, "chars_generated",
+        lambda model: {"text": "the " * 25_001, "max_new_tokens": 4},
+        lambda model: ["`text` is 100,004 characters", "genai.limits.max_text_chars"],
+    ),
+    (
+        "a list over max_list_items", "TranslationListTask", TINY_TRANSLATOR_ID, "tokens_generated",
+        lambda model: {"texts": ["the cat sees the fish"] * (limits.current().max_list_items + 1)},
+        lambda model: [f"`texts` has {limits.current().max_list_items + 1} items", "genai.limits.max_list_items"],
+    ),
+    (
+        "num_images over the model's max_images", "ImageGenerationTask", TINY_DCGAN_ID, "images_generated",
+        lambda model: {"num_images": model.max_images + 1},
+        lambda model: [f"between 1 and {model.max_images} (this model's max_images)"],
+    ),
+    (
+        "max_new_tokens over the model's limit", "TextGenerationTask", TINY_TRANSLATOR_ID, "tokens_generated",
+        lambda model: {"text": "the cat sees the fish", "max_new_tokens": model.max_new_tokens_limit + 1},
+        lambda model: [f"max_new_tokens is {model.max_new_tokens_limit + 1}", "this model's max_new_tokens_limit"],
+    ),
+]
 
 
 @pytest.mark.parametrize("wire", WIRES)
-def test_a_list_over_max_list_items_is_refused_before_any_work(runtime, wire):
-    model = served(TINY_TRANSLATOR_ID)
-    before = model.tokens_generated
-    texts = ["the cat sees the fish"] * (limits.current().max_list_items + 1)
-    code, message = answer(runtime, wire, "TranslationListTask", TINY_TRANSLATOR_ID, texts=texts)
-    assert code == INVALID and "`texts` has 257 items" in message and "genai.limits.max_list_items" in message, message
-    assert model.tokens_generated == before
-
-
-@pytest.mark.parametrize("wire", WIRES)
-def test_num_images_over_the_models_cap_is_refused_before_any_work(runtime, wire):
-    model = served(TINY_DCGAN_ID)
-    before = model.images_generated
-    code, message = answer(runtime, wire, "ImageGenerationTask", TINY_DCGAN_ID, num_images=model.max_images + 1)
-    assert code == INVALID and f"between 1 and {model.max_images} (this model's max_images)" in message, message
-    assert model.images_generated == before
-
-
-@pytest.mark.parametrize("wire", WIRES)
-def test_max_new_tokens_over_the_models_cap_is_refused_before_any_work(runtime, wire):
-    model = served(TINY_TRANSLATOR_ID)
-    before = model.tokens_generated
-    over = model.max_new_tokens_limit + 1
-    code, message = answer(runtime, wire, "TextGenerationTask", TINY_TRANSLATOR_ID, text="the cat sees the fish", max_new_tokens=over)
-    assert code == INVALID and f"max_new_tokens is {over}" in message and "this model's max_new_tokens_limit" in message, message
-    assert model.tokens_generated == before
+@pytest.mark.parametrize("what, task, model_id, counter, request_fields, says", REFUSED_BEFORE_WORK, ids=[row[0] for row in REFUSED_BEFORE_WORK])
+def test_a_cap_is_refused_before_any_work(runtime, wire, what, task, model_id, counter, request_fields, says):  # pylint: disable=unused-argument
+    model = served(model_id)
+    before = getattr(model, counter)
+    code, message = answer(runtime, wire, task, model_id, **request_fields(model))
+    assert code == INVALID and all(part in message for part in says(model)), message
+    assert getattr(model, counter) == before
 
 
 @pytest.mark.parametrize("wire", WIRES)
@@ -211,15 +210,7 @@ def lowered(runtime, models_dir, tmp_path_factory):
         shutil.copytree(os.path.join(models_dir, model_id), directory / "models" / model_id)
     (directory / "limits.yaml").write_text(yaml.safe_dump(LOWERED))
     http_port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "CONFIG_FILES": f"{os.path.join(REPO_ROOT, 'runtime_config.yaml')},{directory / 'limits.yaml'}",
-        "RUNTIME_LOCAL_MODELS_DIR": str(directory / "models"),
-        "RUNTIME_TRAINING_OUTPUT_DIR": str(directory / "models"),
-        "RUNTIME_GRPC_PORT": str(grpc_port),
-        "RUNTIME_HTTP_PORT": str(http_port),
-        "RUNTIME_METRICS_PORT": str(free_port()),
-    }
+    env = runtime_process_env(directory / "models", grpc_port, http_port, directory / "limits.yaml")
     with open(directory / "runtime.log", "wb") as log_file:
         process = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT

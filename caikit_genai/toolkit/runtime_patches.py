@@ -73,6 +73,7 @@ log = alog.use_channel("PATCHES")
 # How often a stream's worker looks up from a full queue to see if its consumer has gone.
 STREAM_PUT_CHECK_SECONDS = 0.25
 _PATCHED = "_caikit_genai_patched"
+_CHECKED = "_caikit_genai_checked"  # on caikit's predict calls, which serving_metrics marks _PATCHED
 
 
 def apply() -> None:
@@ -269,9 +270,6 @@ def _check_predict_requests() -> None:
             setattr(GlobalPredictServicer, name, _checked_prediction(method))
     if not getattr(GlobalPredictServicer.Predict, _CHECKED, False):
         GlobalPredictServicer.Predict = _task_checked_rpc(GlobalPredictServicer.Predict)
-
-
-_CHECKED = "_caikit_genai_checked"
 
 
 def _task_checked_rpc(predict):
