@@ -17,12 +17,8 @@ Prints p50/p99 latency, throughput, errors, and the ratios the serving issue set
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Callable, Dict, List
@@ -30,14 +26,10 @@ from typing import Callable, Dict, List
 import grpc
 import requests
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from served_runtime import REPO_ROOT, ServedRuntime  # noqa: E402  pylint: disable=wrong-import-position
+
 MODEL_ID = "sentiment"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def held_out_sentences(count: int) -> List[str]:
@@ -68,56 +60,9 @@ def in_process_floor(model_dir: str, texts: List[str]) -> Dict[str, float]:
     return {"p50_ms": 1000 * statistics.median(latencies), "batched_per_s": batched}
 
 
-class Runtime:
-    """`python -m caikit.runtime` in a subprocess, serving `model_dir` as `sentiment`."""
-
-    def __init__(self, model_dir: str):
-        self.workdir = tempfile.mkdtemp(prefix="serving-bench-")
-        os.makedirs(os.path.join(self.workdir, "models"))
-        os.symlink(os.path.abspath(model_dir), os.path.join(self.workdir, "models", MODEL_ID))
-        self.grpc_port, self.http_port, metrics_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
-            "RUNTIME_LOCAL_MODELS_DIR": os.path.join(self.workdir, "models"),
-            "RUNTIME_GRPC_PORT": str(self.grpc_port),
-            "RUNTIME_HTTP_PORT": str(self.http_port),
-            "RUNTIME_METRICS_PORT": str(metrics_port),
-            "HF_HUB_OFFLINE": "1",
-            "LOG_LEVEL": "warning",
-        }
-        self.started = time.perf_counter()
-        self.log = open(os.path.join(self.workdir, "runtime.log"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
-        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.http = f"http://127.0.0.1:{self.http_port}"
-
-    def wait_ready(self, timeout: float = 120.0) -> float:
-        """Seconds from start until /health answers and the model answers a request."""
-        deadline = self.started + timeout
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"runtime exited: see {self.log.name}")
-            try:
-                body = {"model_id": MODEL_ID, "inputs": "ready?"}
-                if requests.get(self.http + "/health", timeout=2).status_code == 200 and requests.post(
-                    self.http + "/api/v1/task/text-classification", json=body, timeout=30
-                ).status_code == 200:
-                    return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("runtime not ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+def classifies(http_url: str) -> bool:
+    body = {"model_id": MODEL_ID, "inputs": "ready?"}
+    return requests.post(http_url + "/api/v1/task/text-classification", json=body, timeout=30).status_code == 200
 
 
 def grpc_caller(port: int) -> Callable[[str], str]:
@@ -216,9 +161,9 @@ def main(argv=None) -> int:
     floor = in_process_floor(args.model_dir, texts)
     print(f"in-process pipeline: one call p50 {floor['p50_ms']:.1f} ms; batched 32: {floor['batched_per_s']:.0f} texts/s")
 
-    runtime = Runtime(args.model_dir)
+    runtime = ServedRuntime({MODEL_ID: args.model_dir})
     try:
-        ready = runtime.wait_ready()
+        ready = runtime.wait_ready(classifies)
         print(f"runtime ready (health + model answering) {ready:.1f} s after start")
         callers = {"grpc": grpc_caller(runtime.grpc_port), "http": http_caller(runtime.http)}
         rows = {}

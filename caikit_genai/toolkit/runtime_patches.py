@@ -11,8 +11,11 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    and ModelMesh's `loadModel` loads any path. Ids must be one safe path segment, and model
    paths must lie inside `local_models_dir`.
 2. HTTP bodies: a POST with no Content-Type answers 500 ("argument of type 'NoneType' is not
-   iterable"), and `application/json; charset=utf-8` answers 415. Every route that reads a
-   request body parses it here: an empty body is a 400 that says which fields to send.
+   iterable"), `application/json; charset=utf-8` answers 415, and a body whose validation error
+   quotes bytes that are not UTF-8 (a JSON body that is not UTF-8, a bad multipart file field)
+   answers 500: caikit's 422 handler cannot encode the bytes it quotes. Every route that reads
+   a request body parses it here: an empty body is a 400 that says which fields to send, a JSON
+   body that is not UTF-8 a 400 that says so, and a 422 quotes bytes escaped.
 3. Abandoned SSE streams: caikit's `async_wrap_iter` feeds a stream through a one-slot queue from
    a worker of the request pool; when the client goes, that worker blocks on the full queue
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
@@ -34,6 +37,18 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
 7. gRPC UNAVAILABLE (a backend such as a TGIS server is down or did not answer) becomes HTTP 501
    "Not Implemented" in caikit's status table; it is 503 "Service Unavailable", which clients
    and load balancers know to retry.
+8. `/openapi.json`: caikit completes the spec once at start (adding the request schemas its
+   routes point to with `$ref`) and stores it in `app.openapi_schema`, but FastAPI >= 0.120
+   rebuilds the spec on the next request when its routes' version mark is unset, dropping
+   caikit's additions: every request body schema then points at a missing `#/$defs/...`, and
+   no OpenAPI client (Swagger UI, a generated client, schemathesis) can read the spec. The app
+   serves caikit's completed spec, with caikit's enums (FinishReason, JobStatus) described as
+   the JSON carries them: their names, not the integers of the proto.
+9. HTTP errors that are the request's, raised outside the servicers, answer 500 in caikit's
+   unary, train and job handlers: starlette's own HTTPException (a malformed multipart body,
+   "Invalid multipart data.") and the ValueError/TypeError that caikit's gRPC servicers and
+   its own streaming handler answer INVALID_ARGUMENT / 400 (a train request's integer past
+   int64 fails its conversion to proto). They keep their status, or answer 400.
 """
 
 import argparse
@@ -68,6 +83,8 @@ def apply() -> None:
         return
     _mend_http_server(http_server)
     _unavailable_is_http_503()
+    _serve_completed_openapi_spec(http_server.RuntimeHTTPServer)
+    _request_errors_are_http_4xx(http_server.RuntimeHTTPServer)
 
 
 # -- 1. model ids and paths ------------------------------------------------------------------
@@ -245,7 +262,7 @@ def _mend_http_server(http_server) -> None:
 
 def _json_body_reader(read_other_media_types):
     """caikit's request reader, with JSON read whatever its charset parameter, a missing
-    Content-Type read as JSON, and an empty body refused with a 400 naming the fields."""
+    Content-Type read as JSON, and an empty body (or one that is not UTF-8) refused with a 400."""
     # pylint: disable=import-outside-toplevel
     import pydantic
     from fastapi import HTTPException, status
@@ -253,6 +270,12 @@ def _json_body_reader(read_other_media_types):
 
     @functools.wraps(read_other_media_types)
     async def pydantic_from_request(pydantic_model, request):
+        try:
+            return await read_body(pydantic_model, request)
+        except RequestValidationError as err:
+            raise RequestValidationError(errors=_quotable(err.errors())) from err
+
+    async def read_body(pydantic_model, request):
         media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if media_type not in ("", "application/json"):
             return await read_other_media_types(pydantic_model, request)
@@ -264,11 +287,30 @@ def _json_body_reader(read_other_media_types):
                 f"the request body is empty: send a JSON object with {fields} (Content-Type: application/json)",
             )
         try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"the request body is not UTF-8 (byte {err.start}): send JSON encoded as UTF-8",
+            ) from err
+        try:
             return pydantic_model.model_validate_json(body)
         except pydantic.ValidationError as err:
             raise RequestValidationError(errors=err.errors()) from err
 
     return pydantic_from_request
+
+
+def _quotable(value):
+    """`value` (validation errors) with every bytes object in it as text, escaped where it is not
+    UTF-8, so that the error response can quote it."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {key: _quotable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_quotable(item) for item in value]
+    return value
 
 
 def abandonable_async_wrap_iter(iterable, pool=None):
@@ -338,3 +380,70 @@ def _unavailable_is_http_503() -> None:
 
     names.STATUS_CODE_TO_HTTP[grpc.StatusCode.UNAVAILABLE] = 503
     names.HTTP_TO_STATUS_CODE[503] = grpc.StatusCode.UNAVAILABLE
+
+
+# -- 8. the OpenAPI spec ---------------------------------------------------------------------
+
+
+def _serve_completed_openapi_spec(server_class) -> None:
+    """After caikit's `_patch_openapi_spec`, the app's `openapi()` (what `/openapi.json` and
+    `/docs` call) returns the spec caikit completed, as FastAPI documents for a custom spec."""
+    patch_spec = server_class._patch_openapi_spec  # pylint: disable=protected-access
+    if getattr(patch_spec, _PATCHED, False):
+        return
+
+    @functools.wraps(patch_spec)
+    def patch_and_keep_spec(self):
+        patch_spec(self)
+        completed = self.app.openapi_schema
+        for schema in completed.get("components", {}).get("schemas", {}).values():
+            _enum_schema_by_name(schema)
+        self.app.openapi = lambda: completed
+
+    setattr(patch_and_keep_spec, _PATCHED, True)
+    server_class._patch_openapi_spec = patch_and_keep_spec  # pylint: disable=protected-access
+
+
+def _enum_schema_by_name(schema: dict) -> None:
+    """An integer enum schema of a caikit enum (its Python class found by title and values)
+    becomes the string enum of its names, which is what caikit's JSON writes."""
+    import enum  # pylint: disable=import-outside-toplevel
+
+    if schema.get("type") != "integer" or not schema.get("enum"):
+        return
+    pending, classes = list(enum.Enum.__subclasses__()), []
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__name__ == schema.get("title") and sorted(m.value for m in cls) == sorted(schema["enum"]):
+            classes.append(cls)
+    if len(classes) == 1:
+        schema.update(type="string", enum=[member.name for member in classes[0]])
+
+
+# -- 9. HTTP status of request errors --------------------------------------------------------
+
+
+def _request_errors_are_http_4xx(server_class) -> None:
+    """caikit's handlers call `_handle_exception` for any error: None re-raises it (FastAPI
+    answers its HTTPExceptions itself), a dict is the error body."""
+    # pylint: disable=import-outside-toplevel
+    import uuid
+
+    from starlette.exceptions import HTTPException
+
+    handle_exception = server_class._handle_exception  # pylint: disable=protected-access
+    if getattr(handle_exception, _PATCHED, False):
+        return
+
+    @functools.wraps(handle_exception)
+    def handle_request_errors(err):
+        if isinstance(err, HTTPException):
+            return None
+        if isinstance(err, (ValueError, TypeError)) and not hasattr(err, "status_code"):
+            log.warning("request refused: %r", err)
+            return {"details": f"invalid request: {err}", "code": 400, "id": uuid.uuid4().hex}
+        return handle_exception(err)
+
+    setattr(handle_request_errors, _PATCHED, True)
+    server_class._handle_exception = staticmethod(handle_request_errors)  # pylint: disable=protected-access
