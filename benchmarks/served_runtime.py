@@ -59,14 +59,19 @@ class ServedRuntime:
         deadline = self.started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"runtime exited: see {self.log.name}")
+                raise RuntimeError(f"runtime exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 if requests.get(self.http + "/health", timeout=2).status_code == 200 and model_answers(self.http):
                     return time.perf_counter() - self.started
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError("runtime not ready")
+        raise TimeoutError(f"runtime not ready after {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self.log.flush()
+        with open(self.log.name, encoding="utf-8", errors="replace") as log:
+            return log.read()[-chars:]
 
     def rss_bytes(self) -> int:
         """The runtime process's resident memory (VmRSS), in bytes."""
