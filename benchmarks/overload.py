@@ -324,6 +324,8 @@ def run(runtime: ServedRuntime, models: Dict[str, str], args) -> int:
         f"{100 * growth / rss_before:+.1f}%), peak {mib(max(samples + [rss_after]))}; "
         f"flat (within {FLAT_SHARE:.0%}): {'yes' if flat else 'no'}"
     )
+    quarters = [samples[min(len(samples) - 1, len(samples) * share // 4)] for share in (1, 2, 3)] if samples else []
+    print(f"rss after each quarter of the run: {', '.join(mib(value) for value in quarters + [rss_after])}")
 
     overload = Phase(clients.calls, time.monotonic() + args.max_seconds)
     row = overload.run(args.overload_clients, args.overload_requests)
