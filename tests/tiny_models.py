@@ -258,3 +258,31 @@ TINY_TRANSLATOR_RECIPE = {
 def build_tiny_toy_encoder(directory: str) -> str:
     """The tiny BERT with the toy English words in its vocabulary (one token per word)."""
     return build_tiny_bert(directory, words=TOY_ENGLISH_WORDS, max_positions=64, seed=2)
+
+
+def build_tiny_models_dir(directory: str) -> str:
+    """One tiny model per served module, in `directory` under the session runtime's ids
+    (tiny-sentiment, tiny-char, tiny-attention, tiny-dcgan, tiny-translator): a models dir for
+    scripts that start their own runtime (benchmarks/overload.py --tiny). A minute on 2 cores."""
+    import shutil
+    import tempfile
+
+    from caikit_genai import AttentionInspector, CharTextGenerator, SentimentClassifier, Translator
+
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tiny-bases-") as bases:
+        bert = build_tiny_bert(os.path.join(bases, "tiny-bert"))
+        SentimentClassifier.train(
+            sentiment_examples(200), base_model=bert, epochs=6, batch_size=16, learning_rate=3e-3
+        ).save(os.path.join(directory, "tiny-sentiment"))
+        CharTextGenerator.train([char_training_text()], max_new_tokens_limit=4096, **TINY_CHAR_RECIPE).save(
+            os.path.join(directory, "tiny-char")
+        )
+        AttentionInspector.bootstrap(bert).save(os.path.join(directory, "tiny-attention"))
+        build_tiny_dcgan(os.path.join(directory, "tiny-dcgan"))
+        encoder = build_tiny_toy_encoder(os.path.join(bases, "toy-encoder"))
+        with seeded(0):
+            translator = Translator.train(toy_translation_pairs(), encoder_model=encoder, **TINY_TRANSLATOR_RECIPE)
+        translator.save(os.path.join(directory, "tiny-translator"))
+    shutil.rmtree(os.path.join(directory, ".cache"), ignore_errors=True)
+    return directory

@@ -11,12 +11,13 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    and ModelMesh's `loadModel` loads any path. Ids must be one safe path segment, and model
    paths must lie inside `local_models_dir`.
 2. HTTP bodies: a POST with no Content-Type answers 500 ("argument of type 'NoneType' is not
-   iterable"), and `application/json; charset=utf-8` answers 415. Every route that reads a
-   request body parses it here: an empty body is a 400 that says which fields to send, a body
-   over `genai.limits.max_request_body_bytes` a 413 (refused before it is read whole), a body
-   that is not UTF-8 a 400 (caikit answered 500: its 422 handler could not encode the bytes),
-   and a 422 names the field (`parameters.top_k: ...`) and never fails to encode the value it
-   echoes (caikit answered 500 to a NaN where a string belongs).
+   iterable"), `application/json; charset=utf-8` answers 415, and a body whose validation error
+   quotes bytes that are not UTF-8 (a JSON body that is not UTF-8, a bad multipart file field,
+   a NaN where a string belongs) answers 500: caikit's 422 handler cannot encode what it quotes.
+   Every route that reads a request body parses it here: an empty body is a 400 that says which
+   fields to send, a body over `genai.limits.max_request_body_bytes` a 413 (refused before it is
+   read whole), a JSON body that is not UTF-8 a 400 that says so, and a 422 names the field
+   (`parameters.top_k: ...`) and quotes what it echoes escaped and short.
 3. Abandoned SSE streams: caikit's `async_wrap_iter` feeds a stream through a one-slot queue from
    a worker of the request pool; when the client goes, that worker blocks on the full queue
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
@@ -48,6 +49,23 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
 9. gRPC requests that do not parse (a string field holding bytes that are not UTF-8) answer
    INTERNAL "Exception deserializing request!" from grpc itself; they are INVALID_ARGUMENT
    saying what could not be read.
+10. `/openapi.json`: caikit completes the spec once at start (adding the request schemas its
+    routes point to with `$ref`) and stores it in `app.openapi_schema`, but FastAPI >= 0.120
+    rebuilds the spec on the next request when its routes' version mark is unset, dropping
+    caikit's additions: every request body schema then points at a missing `#/$defs/...`, and
+    no OpenAPI client (Swagger UI, a generated client, schemathesis) can read the spec. The app
+    serves caikit's completed spec, with caikit's enums (FinishReason, JobStatus) described as
+    the JSON carries them: their names, not the integers of the proto.
+11. HTTP errors that are the request's, raised outside the servicers, answer 500 in caikit's
+    unary, train and job handlers: starlette's own HTTPException (a malformed multipart body,
+    "Invalid multipart data.") and the ValueError/TypeError that caikit's gRPC servicers and
+    its own streaming handler answer INVALID_ARGUMENT / 400 (a train request's integer past
+    int64 fails its conversion to proto). They keep their status, or answer 400.
+12. Start-up: caikit's `get_data_model` (called while the servers are built) iterates
+    `sys.modules` while the lazy loader's threads are already loading models, whose imports
+    (transformers imports lazily) add modules: "dictionary changed size during iteration" ends
+    the runtime at start (seen here once in about twenty starts serving five models, the
+    traceback ending in `import_util.get_data_model`). The lookup is retried.
 """
 
 import argparse
@@ -79,6 +97,7 @@ _CHECKED = "_caikit_genai_checked"  # on caikit's predict calls, which serving_m
 def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
     _guard_model_manager()
+    _data_model_lookup_survives_imports()
     _batch_training_exit_codes()
     _serving_metrics()
     _check_predict_requests()
@@ -90,6 +109,8 @@ def apply() -> None:
     _mend_http_server(http_server)
     _unavailable_is_http_503()
     _http_inputs_as_sent(http_server.RuntimeHTTPServer)
+    _serve_completed_openapi_spec(http_server.RuntimeHTTPServer)
+    _request_errors_are_http_4xx(http_server.RuntimeHTTPServer)
 
 
 # -- 1. model ids and paths ------------------------------------------------------------------
@@ -422,7 +443,7 @@ def _mend_http_server(http_server) -> None:
 
 def _json_body_reader(read_other_media_types):
     """caikit's request reader, with JSON read whatever its charset parameter, a missing
-    Content-Type read as JSON, and an empty body refused with a 400 naming the fields."""
+    Content-Type read as JSON, and an empty body (or one that is not UTF-8) refused with a 400."""
     # pylint: disable=import-outside-toplevel
     import pydantic
     from fastapi import HTTPException, status
@@ -430,6 +451,12 @@ def _json_body_reader(read_other_media_types):
 
     @functools.wraps(read_other_media_types)
     async def pydantic_from_request(pydantic_model, request):
+        try:
+            return await read_body(pydantic_model, request)
+        except RequestValidationError as err:
+            raise RequestValidationError(errors=_quotable(err.errors())) from err
+
+    async def read_body(pydantic_model, request):
         body = await _read_capped_body(request, limits.current().max_request_body_bytes)
         media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if media_type not in ("", "application/json"):
@@ -445,7 +472,7 @@ def _json_body_reader(read_other_media_types):
         except UnicodeDecodeError as err:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST,
-                f"the request body is not valid UTF-8 (byte {body[err.start]:#04x} at offset {err.start}): "
+                f"the request body is not UTF-8 (byte {body[err.start]:#04x} at offset {err.start}): "
                 "JSON must be UTF-8; send binary data base64-encoded",
             ) from err
         try:
@@ -498,6 +525,18 @@ def _short_json(value):
     if isinstance(value, float) and math.isfinite(value):
         return value
     return shown(value, 100)
+
+
+def _quotable(value):
+    """`value` (validation errors) with every bytes object in it as text, escaped where it is not
+    UTF-8, so that the error response can quote it."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {key: _quotable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_quotable(item) for item in value]
+    return value
 
 
 def abandonable_async_wrap_iter(iterable, pool=None):
@@ -567,3 +606,101 @@ def _unavailable_is_http_503() -> None:
 
     names.STATUS_CODE_TO_HTTP[grpc.StatusCode.UNAVAILABLE] = 503
     names.HTTP_TO_STATUS_CODE[503] = grpc.StatusCode.UNAVAILABLE
+
+
+# -- 10. the OpenAPI spec --------------------------------------------------------------------
+
+
+def _serve_completed_openapi_spec(server_class) -> None:
+    """After caikit's `_patch_openapi_spec`, the app's `openapi()` (what `/openapi.json` and
+    `/docs` call) returns the spec caikit completed, as FastAPI documents for a custom spec."""
+    patch_spec = server_class._patch_openapi_spec  # pylint: disable=protected-access
+    if getattr(patch_spec, _PATCHED, False):
+        return
+
+    @functools.wraps(patch_spec)
+    def patch_and_keep_spec(self):
+        patch_spec(self)
+        completed = self.app.openapi_schema
+        for schema in completed.get("components", {}).get("schemas", {}).values():
+            _enum_schema_by_name(schema)
+        self.app.openapi = lambda: completed
+
+    setattr(patch_and_keep_spec, _PATCHED, True)
+    server_class._patch_openapi_spec = patch_and_keep_spec  # pylint: disable=protected-access
+
+
+def _enum_schema_by_name(schema: dict) -> None:
+    """An integer enum schema of a caikit enum (its Python class found by title and values)
+    becomes the string enum of its names, which is what caikit's JSON writes."""
+    import enum  # pylint: disable=import-outside-toplevel
+
+    if schema.get("type") != "integer" or not schema.get("enum"):
+        return
+    pending, classes = list(enum.Enum.__subclasses__()), []
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__name__ == schema.get("title") and sorted(m.value for m in cls) == sorted(schema["enum"]):
+            classes.append(cls)
+    if len(classes) == 1:
+        schema.update(type="string", enum=[member.name for member in classes[0]])
+
+
+# -- 11. HTTP status of request errors -------------------------------------------------------
+
+
+def _request_errors_are_http_4xx(server_class) -> None:
+    """caikit's handlers call `_handle_exception` for any error: None re-raises it (FastAPI
+    answers its HTTPExceptions itself), a dict is the error body."""
+    # pylint: disable=import-outside-toplevel
+    import uuid
+
+    from starlette.exceptions import HTTPException
+
+    handle_exception = server_class._handle_exception  # pylint: disable=protected-access
+    if getattr(handle_exception, _PATCHED, False):
+        return
+
+    @functools.wraps(handle_exception)
+    def handle_request_errors(err):
+        if isinstance(err, HTTPException):
+            return None
+        if isinstance(err, (ValueError, TypeError)) and not hasattr(err, "status_code"):
+            log.warning("request refused: %r", err)
+            return {"details": f"invalid request: {err}", "code": 400, "id": uuid.uuid4().hex}
+        return handle_exception(err)
+
+    setattr(handle_request_errors, _PATCHED, True)
+    server_class._handle_exception = staticmethod(handle_request_errors)  # pylint: disable=protected-access
+
+
+# -- 12. the data model lookup at start-up --------------------------------------------------
+
+DATA_MODEL_LOOKUP_TRIES = 20
+
+
+def _data_model_lookup_survives_imports() -> None:
+    """Every module that imported caikit's `get_data_model` by name gets the retrying one."""
+    # pylint: disable=import-outside-toplevel
+    from caikit.runtime.servicers import global_train_servicer
+    from caikit.runtime.utils import import_util, servicer_util
+
+    get_data_model = import_util.get_data_model
+    if getattr(get_data_model, _PATCHED, False):
+        return
+
+    @functools.wraps(get_data_model)
+    def retried_get_data_model(*args, **kwargs):
+        for attempt in range(DATA_MODEL_LOOKUP_TRIES):
+            try:
+                return get_data_model(*args, **kwargs)
+            except RuntimeError as err:
+                if "changed size during iteration" not in str(err) or attempt == DATA_MODEL_LOOKUP_TRIES - 1:
+                    raise
+                log.debug("data model lookup raced an import (%s): again", err)
+        raise AssertionError("unreachable")
+
+    setattr(retried_get_data_model, _PATCHED, True)
+    for module in (import_util, global_train_servicer, servicer_util):
+        module.get_data_model = retried_get_data_model
