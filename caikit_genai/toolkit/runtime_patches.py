@@ -16,8 +16,11 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
 3. Abandoned SSE streams: caikit's `async_wrap_iter` feeds a stream through a one-slot queue from
    a worker of the request pool; when the client goes, that worker blocks on the full queue
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
-   worker waits on the queue in short slices and gives its thread back (closing the model's
-   generator) once the consumer is gone.
+   worker gives its thread back (closing the model's generator) as soon as the consumer is
+   gone. caikit also calls a stream's `predict_model` on the event loop itself: a model that
+   works before its first message (TGIS: a network call) stalled every HTTP request, client
+   disconnects included, so abandoned TGIS streams ran on to their end. A stream now starts in
+   the pool worker that reads it.
 4. The models dir holds more than models: our atomic saves write `.<name>.partial-*` dirs there,
    and caikit's batch trainer drops a `.complete` file into its save path. caikit's lazy loader
    tries each entry as a model (and logs the failure every poll); entries that are no model
@@ -240,6 +243,7 @@ def _mend_http_server(http_server) -> None:
         return
     http_server.pydantic_from_request = _json_body_reader(http_server.pydantic_from_request)
     http_server.async_wrap_iter = abandonable_async_wrap_iter
+    _streams_start_off_the_event_loop()
     setattr(http_server, _PATCHED, True)
 
 
@@ -278,6 +282,7 @@ def abandonable_async_wrap_iter(iterable, pool=None):
     loop = asyncio.get_event_loop()
     queue = asyncio.Queue(1)
     consumer_gone = threading.Event()
+    waiting_put = []  # the put the worker waits on: cancelled when the consumer goes
     end = object()
     failure = []
 
@@ -292,17 +297,24 @@ def abandonable_async_wrap_iter(iterable, pool=None):
                 raise failure[0]
         finally:
             consumer_gone.set()
+            for put in waiting_put:
+                put.cancel()
 
     consumer = consume()
     consumer_ref = weakref.ref(consumer)
 
     def hand_over(item) -> bool:
         """Put `item` in the queue; False (and nothing put) once the consumer has gone."""
+        if consumer_gone.is_set():
+            return False
         put = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        waiting_put[:] = [put]
         while True:
             try:
                 put.result(timeout=STREAM_PUT_CHECK_SECONDS)
                 return True
+            except concurrent.futures.CancelledError:
+                return False
             except concurrent.futures.TimeoutError:
                 if consumer_gone.is_set() or consumer_ref() is None or loop.is_closed():
                     put.cancel()
@@ -327,6 +339,43 @@ def abandonable_async_wrap_iter(iterable, pool=None):
 
     loop.run_in_executor(pool, produce)
     return consumer
+
+
+def _streams_start_off_the_event_loop() -> None:
+    """caikit's HTTP stream handler calls `predict_model` on the event loop; called there, it
+    returns a stream that makes the real call on its first read, in the pool worker that reads
+    it (an error it raises still comes out of the stream, as caikit's handler expects)."""
+    from caikit.runtime.servicers.global_predict_servicer import (  # pylint: disable=import-outside-toplevel
+        GlobalPredictServicer,
+    )
+
+    predict_model = GlobalPredictServicer.predict_model
+    if getattr(predict_model, _STARTS_OFF_LOOP, False):
+        return
+
+    @functools.wraps(predict_model)
+    def predict_model_off_the_loop(self, *args, **kwargs):
+        if kwargs.get("output_streaming") and _on_event_loop():
+            return _started_when_read(lambda: predict_model(self, *args, **kwargs))
+        return predict_model(self, *args, **kwargs)
+
+    setattr(predict_model_off_the_loop, _STARTS_OFF_LOOP, True)
+    GlobalPredictServicer.predict_model = predict_model_off_the_loop
+
+
+_STARTS_OFF_LOOP = "_caikit_genai_streams_start_off_loop"
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _started_when_read(start):
+    yield from start()
 
 
 # -- 7. HTTP status of UNAVAILABLE -------------------------------------------------------------
