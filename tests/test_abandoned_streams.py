@@ -96,8 +96,8 @@ ROUTES = [
         work_asked=64 * TRANSLATOR_SENTENCES, work_per_stream=64 * 4,
     ),
     StreamingRoute(
-        "tgis", "tiny-tgis", "the cat sat on the mat", {"max_new_tokens": 60, "seed": 1},
-        lambda serving: serving.tgis.stream_endings.count("cancelled"), work_asked=60, work_per_stream=0,
+        "tgis", "tiny-tgis", "the cat sat on the mat", {"max_new_tokens": 30, "seed": 1},
+        lambda serving: serving.tgis.stream_endings.count("cancelled"), work_asked=30, work_per_stream=0,
         prepared=slow_tgis_tokens, needs_tgis=True,
     ),
 ]

@@ -13,7 +13,6 @@
 Run with `-s` for the figures README reports.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -35,6 +34,7 @@ CHAR_TRAIN_RPC = "TextGenerationTaskCharTextGeneratorTrain"
 GENERATE_ROUTE = "/api/v1/task/text-generation"
 # Poll periods (the session runtime polls its models dir every 0.5 s) to watch for new attempts.
 POLLS_WATCHED = 10
+
 
 def failed_attempts(log, models_dir: str, name: str) -> int:
     """caikit's own error line for each load that fails (model_loader_base.py, `load failed ...
@@ -158,7 +158,9 @@ def check_broken_dirs(runtime, log, paths):
     names = list(paths) + ["broken-model"]  # the session's own broken dir: a config naming a missing base model
     # The lazy loader finds them; /info/models lists each as failed, with the reason.
     listed = wait_for(
-        lambda: (info := models_info(runtime.http_url)) and all(info.get(name, {}).get("metadata", {}).get("load_error") for name in names) and info,
+        lambda: (info := models_info(runtime.http_url))
+        and all((info.get(name, {}).get("metadata") or {}).get("load_error") for name in names)
+        and info,
         20, "the broken dirs were not listed as failed",
     )
     for name in names:
@@ -185,8 +187,12 @@ def check_broken_dirs(runtime, log, paths):
         f"\nbroken model dirs: load attempts when first listed {first_attempts}; after {len(names) * 6} requests "
         f"and {POLLS_WATCHED} poll periods {attempts}"
     )
-    # Neither the 6 requests each nor the polls loaded them again.
+    # Neither the 6 requests each nor the polls loaded them again, nor the session's broken-model
+    # (3 attempts when the runtime started: 1 + lazy_load_retries).
     assert attempts == first_attempts
+    assert failed_attempts(log, runtime.models_dir, "broken-model") == 0
+    reported = models_info(runtime.http_url)["broken-model"]["metadata"]["load_attempts"]
+    assert reported == listed["broken-model"]["metadata"]["load_attempts"] == 3
     # The log names each, with what went wrong.
     errors = log.messages(logging.ERROR)
     for name in paths:

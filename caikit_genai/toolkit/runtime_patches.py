@@ -99,6 +99,14 @@ def _invalid_model_id(model_id) -> Exception:
     )
 
 
+# Set while caikit's lazy loader syncs local_models_dir (mend 1 marks it; mends 1 and 8 read it).
+_LAZY_SYNC = threading.local()
+
+
+def in_lazy_sync() -> bool:
+    return getattr(_LAZY_SYNC, "active", False)
+
+
 def _guard_model_manager() -> None:
     from caikit.runtime.model_management.model_manager import (  # pylint: disable=import-outside-toplevel
         ModelManager,
@@ -112,7 +120,6 @@ def _guard_model_manager() -> None:
     retrieve_model, deploy_model = ModelManager.retrieve_model, ModelManager.deploy_model
     undeploy_model, load_model = ModelManager.undeploy_model, ModelManager.load_model
     local_models_dir_sync = ModelManager._local_models_dir_sync  # pylint: disable=protected-access
-    syncing = threading.local()
 
     @functools.wraps(retrieve_model)
     def checked_retrieve_model(self, model_id):
@@ -146,15 +153,15 @@ def _guard_model_manager() -> None:
 
     @functools.wraps(local_models_dir_sync)
     def marked_local_models_dir_sync(self, *args, **kwargs):
-        syncing.active = True
+        _LAZY_SYNC.active = True
         try:
             return local_models_dir_sync(self, *args, **kwargs)
         finally:
-            syncing.active = False
+            _LAZY_SYNC.active = False
 
     @functools.wraps(load_model)
     def checked_load_model(self, model_id, local_model_path, *args, **kwargs):
-        if getattr(syncing, "active", False) and not is_safe_model_name(model_id):
+        if in_lazy_sync() and not is_safe_model_name(model_id):
             log.debug2("lazy load passes over %s: not a model name", model_id)
             return None
         models_dir = self._local_models_dir
@@ -174,206 +181,6 @@ def _guard_model_manager() -> None:
     ModelManager.load_model = checked_load_model
     ModelManager._local_models_dir_sync = marked_local_models_dir_sync  # pylint: disable=protected-access
     setattr(ModelManager, _PATCHED, True)
-
-
-# -- 8. models that fail to load -------------------------------------------------------------
-
-
-def dir_fingerprint(path: str) -> Optional[str]:
-    """A digest of every file's name, size and mtime under `path`: it changes when a file is
-    written, replaced, added or removed. None when nothing is there."""
-    if not os.path.exists(path):
-        return None
-    digest = hashlib.sha256()
-    for directory, subdirs, files in os.walk(path):
-        subdirs.sort()
-        for name in sorted(files):
-            file_path = os.path.join(directory, name)
-            try:
-                stat = os.stat(file_path)
-            except OSError:
-                continue
-            digest.update(f"{os.path.relpath(file_path, path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-@dataclass
-class LoadFailure:
-    model_id: str
-    path: str
-    fingerprint: Optional[str]  # of the dir as it was when the load that failed began
-    reason: str
-    attempts: int
-    failed_at: str
-
-    def unchanged(self) -> bool:
-        return dir_fingerprint(self.path) == self.fingerprint
-
-    def error(self):
-        from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
-            CaikitRuntimeException,
-        )
-
-        return CaikitRuntimeException(
-            grpc.StatusCode.NOT_FOUND,
-            f"model '{self.model_id}' failed to load and is not served: {self.reason}",
-            {"model_id": self.model_id},
-        )
-
-    def info(self):
-        from caikit.interfaces.runtime.data_model import ModelInfo  # pylint: disable=import-outside-toplevel
-
-        metadata = {"load_error": self.reason, "load_attempts": self.attempts, "load_failed_at": self.failed_at}
-        return ModelInfo(model_path=self.path, name=self.model_id, size=0, metadata=metadata, loaded=False)
-
-
-class LoadFailures:
-    """The models whose last load failed, by id (shared by the runtime's threads)."""
-
-    def __init__(self):
-        self._failures: Dict[str, LoadFailure] = {}
-        self._lock = threading.Lock()
-
-    def record(self, model_id: str, path: str, fingerprint: Optional[str], reason: str) -> LoadFailure:
-        with self._lock:
-            earlier = self._failures.get(model_id)
-            attempts = earlier.attempts + 1 if earlier is not None and earlier.path == path else 1
-            failure = LoadFailure(
-                model_id, path, fingerprint, reason, attempts, datetime.datetime.now(datetime.timezone.utc).isoformat()
-            )
-            self._failures[model_id] = failure
-            return failure
-
-    def forget(self, model_id: str) -> None:
-        with self._lock:
-            self._failures.pop(model_id, None)
-
-    def get(self, model_id) -> Optional[LoadFailure]:
-        with self._lock:
-            return self._failures.get(model_id)
-
-    def all(self) -> Dict[str, LoadFailure]:
-        with self._lock:
-            return dict(self._failures)
-
-
-LOAD_FAILURES = LoadFailures()
-
-
-def _first_error(error: BaseException) -> str:
-    """The error a failed load began with: caikit loads a model again by its path when loading
-    by its config fails, and reports the second error, which can hide the first (a missing
-    weights file reads as a missing config.yml)."""
-    seen = set()
-    while id(error) not in seen and (error.__cause__ or error.__context__) is not None:
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return f"{type(error).__name__}: {error}"
-_FAILED_LOADS_MENDED = "_caikit_genai_failed_loads_mended"
-
-
-def _failed_loads_stay_failed() -> None:
-    # pylint: disable=import-outside-toplevel,protected-access
-    from caikit.runtime.model_management import model_manager as manager_module
-    from caikit.runtime.model_management.model_loader_base import ModelLoaderBase
-    from caikit.runtime.servicers.info_servicer import InfoServicer
-
-    ModelManager = manager_module.ModelManager  # pylint: disable=invalid-name
-    if getattr(ModelManager, _FAILED_LOADS_MENDED, False):
-        return
-    wrapped_load_model, load_model = ModelLoaderBase._wrapped_load_model, ModelManager.load_model
-    retrieve_model, local_models_dir_sync = ModelManager.retrieve_model, ModelManager._local_models_dir_sync
-    get_models_info = InfoServicer._get_models_info
-    syncing = threading.local()
-
-    @functools.wraps(wrapped_load_model)
-    def remembering_wrapped_load_model(self, model_path, model_id, *args, **kwargs):
-        """Runs in caikit's load pool, once per attempt (retries included)."""
-        fingerprint = dir_fingerprint(model_path) if isinstance(model_path, str) else None
-        try:
-            model = wrapped_load_model(self, model_path, model_id, *args, **kwargs)
-        except Exception as err:  # pylint: disable=broad-exception-caught
-            reason = _first_error(err)
-            failure = LOAD_FAILURES.record(model_id, str(model_path), fingerprint, reason)
-            log.error(
-                "model %s failed to load from %s (attempt %d): %s. It is not served, and not loaded "
-                "again until its files change.", model_id, model_path, failure.attempts, reason,
-            )
-            raise failure.error() from err
-        LOAD_FAILURES.forget(model_id)
-        return model
-
-    def evict_failed(self, model_id: str) -> None:
-        """Drop the LoadedModel of a failed load from loaded_models (caikit would wait on it,
-        retrying, or list it as if it were loading)."""
-        with self._loaded_models_lock:
-            loaded = self.loaded_models.get(model_id)
-            if loaded is None or loaded.loading() or loaded.loaded() or LOAD_FAILURES.get(model_id) is None:
-                return
-            self.loaded_models.pop(model_id)
-        manager_module.MODEL_COUNT_GAUGE.labels(model_type=loaded.type(), model_id=model_id).dec()
-
-    def still_failed(self, model_id) -> Optional[LoadFailure]:
-        """The failure of `model_id` if its dir is as it was then; a changed dir is forgotten."""
-        failure = LOAD_FAILURES.get(model_id) if isinstance(model_id, str) else None
-        if failure is None:
-            return None
-        evict_failed(self, model_id)
-        if failure.unchanged():
-            return failure
-        LOAD_FAILURES.forget(model_id)
-        if os.path.exists(failure.path):
-            log.info("model %s changed since it failed to load: loading it again", model_id)
-        return None
-
-    @functools.wraps(load_model)
-    def load_model_unless_failed(self, model_id, local_model_path, *args, **kwargs):
-        failure = still_failed(self, model_id)
-        if failure is not None:
-            if getattr(syncing, "active", False):
-                log.debug2("lazy load passes over %s: it failed to load and has not changed", model_id)
-                return None
-            raise failure.error()
-        return load_model(self, model_id, local_model_path, *args, **kwargs)
-
-    @functools.wraps(retrieve_model)
-    def retrieve_model_unless_failed(self, model_id):
-        failure = still_failed(self, model_id)
-        if failure is not None:
-            raise failure.error()
-        return retrieve_model(self, model_id)
-
-    @functools.wraps(local_models_dir_sync)
-    def local_models_dir_sync_past_failures(self, *args, **kwargs):
-        for model_id in LOAD_FAILURES.all():
-            still_failed(self, model_id)  # evicts failed entries, so a changed dir is loaded again
-        syncing.active = True
-        try:
-            return local_models_dir_sync(self, *args, **kwargs)
-        finally:
-            syncing.active = False
-
-    @functools.wraps(get_models_info)
-    def models_info_with_failures(self, model_ids=None):
-        from caikit.interfaces.runtime.data_model import ModelInfoResponse  # pylint: disable=import-outside-toplevel
-
-        failures = LOAD_FAILURES.all()
-        asked = list(model_ids or [])
-        others = [model_id for model_id in asked if model_id not in failures]
-        listed = get_models_info(self, model_ids=others).models if others or not asked else []
-        served = {info.name for info in listed if info.loaded}
-        failed = [
-            failure.info() for model_id, failure in failures.items()
-            if model_id not in served and (not asked or model_id in asked)
-        ]
-        return ModelInfoResponse(models=[info for info in listed if info.name not in failures or info.loaded] + failed)
-
-    ModelLoaderBase._wrapped_load_model = remembering_wrapped_load_model
-    ModelManager.load_model = load_model_unless_failed
-    ModelManager.retrieve_model = retrieve_model_unless_failed
-    ModelManager._local_models_dir_sync = local_models_dir_sync_past_failures
-    InfoServicer._get_models_info = models_info_with_failures
-    setattr(ModelManager, _FAILED_LOADS_MENDED, True)
 
 
 # -- 5. the batch training entry point -------------------------------------------------------
@@ -600,3 +407,200 @@ def _unavailable_is_http_503() -> None:
 
     names.STATUS_CODE_TO_HTTP[grpc.StatusCode.UNAVAILABLE] = 503
     names.HTTP_TO_STATUS_CODE[503] = grpc.StatusCode.UNAVAILABLE
+
+
+# -- 8. models that fail to load -------------------------------------------------------------
+
+
+def dir_fingerprint(path: str) -> Optional[str]:
+    """A digest of every file's name, size and mtime under `path`: it changes when a file is
+    written, replaced, added or removed. None when nothing is there."""
+    if not os.path.exists(path):
+        return None
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(path):
+        subdirs.sort()
+        for name in sorted(files):
+            file_path = os.path.join(directory, name)
+            try:
+                stat = os.stat(file_path)
+            except OSError:
+                continue
+            digest.update(f"{os.path.relpath(file_path, path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadFailure:
+    model_id: str
+    path: str
+    fingerprint: Optional[str]  # of the dir as it was when the load that failed began
+    reason: str
+    attempts: int
+    failed_at: str
+
+    def unchanged(self) -> bool:
+        return dir_fingerprint(self.path) == self.fingerprint
+
+    def error(self):
+        from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
+            CaikitRuntimeException,
+        )
+
+        return CaikitRuntimeException(
+            grpc.StatusCode.NOT_FOUND,
+            f"model '{self.model_id}' failed to load and is not served: {self.reason}",
+            {"model_id": self.model_id},
+        )
+
+    def info(self):
+        from caikit.interfaces.runtime.data_model import ModelInfo  # pylint: disable=import-outside-toplevel
+
+        metadata = {"load_error": self.reason, "load_attempts": self.attempts, "load_failed_at": self.failed_at}
+        return ModelInfo(model_path=self.path, name=self.model_id, size=0, metadata=metadata, loaded=False)
+
+
+class LoadFailures:
+    """The models whose last load failed, by id (shared by the runtime's threads)."""
+
+    def __init__(self):
+        self._failures: Dict[str, LoadFailure] = {}
+        self._lock = threading.Lock()
+
+    def record(self, model_id: str, path: str, fingerprint: Optional[str], reason: str) -> LoadFailure:
+        with self._lock:
+            earlier = self._failures.get(model_id)
+            attempts = earlier.attempts + 1 if earlier is not None and earlier.path == path else 1
+            failure = LoadFailure(
+                model_id, path, fingerprint, reason, attempts, datetime.datetime.now(datetime.timezone.utc).isoformat()
+            )
+            self._failures[model_id] = failure
+            return failure
+
+    def forget(self, model_id: str) -> None:
+        with self._lock:
+            self._failures.pop(model_id, None)
+
+    def get(self, model_id) -> Optional[LoadFailure]:
+        with self._lock:
+            return self._failures.get(model_id)
+
+    def all(self) -> Dict[str, LoadFailure]:
+        with self._lock:
+            return dict(self._failures)
+
+
+LOAD_FAILURES = LoadFailures()
+
+
+def _first_error(error: BaseException) -> str:
+    """The error a failed load began with: caikit loads a model again by its path when loading
+    by its config fails, and reports the second error, which can hide the first (a missing
+    weights file reads as a missing config.yml)."""
+    seen = set()
+    while id(error) not in seen and (error.__cause__ or error.__context__) is not None:
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return f"{type(error).__name__}: {error}"
+
+
+_FAILED_LOADS_MENDED = "_caikit_genai_failed_loads_mended"
+
+
+def _failed_loads_stay_failed() -> None:
+    # pylint: disable=import-outside-toplevel,protected-access
+    from caikit.runtime.model_management import model_manager as manager_module
+    from caikit.runtime.model_management.model_loader_base import ModelLoaderBase
+    from caikit.runtime.servicers.info_servicer import InfoServicer
+
+    ModelManager = manager_module.ModelManager  # pylint: disable=invalid-name
+    if getattr(ModelManager, _FAILED_LOADS_MENDED, False):
+        return
+    wrapped_load_model, load_model = ModelLoaderBase._wrapped_load_model, ModelManager.load_model
+    retrieve_model, local_models_dir_sync = ModelManager.retrieve_model, ModelManager._local_models_dir_sync
+    get_models_info = InfoServicer._get_models_info
+
+    @functools.wraps(wrapped_load_model)
+    def remembering_wrapped_load_model(self, model_path, model_id, *args, **kwargs):
+        """Runs in caikit's load pool, once per attempt (retries included)."""
+        fingerprint = dir_fingerprint(model_path) if isinstance(model_path, str) else None
+        try:
+            model = wrapped_load_model(self, model_path, model_id, *args, **kwargs)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            reason = _first_error(err)
+            failure = LOAD_FAILURES.record(model_id, str(model_path), fingerprint, reason)
+            log.error(
+                "model %s failed to load from %s (attempt %d): %s. It is not served, and not loaded "
+                "again until its files change.", model_id, model_path, failure.attempts, reason,
+            )
+            raise failure.error() from err
+        LOAD_FAILURES.forget(model_id)
+        return model
+
+    def evict_failed(self, model_id: str) -> None:
+        """Drop the LoadedModel of a failed load from loaded_models (caikit would wait on it,
+        retrying, or list it as if it were loading)."""
+        with self._loaded_models_lock:
+            loaded = self.loaded_models.get(model_id)
+            if loaded is None or loaded.loading() or loaded.loaded() or LOAD_FAILURES.get(model_id) is None:
+                return
+            self.loaded_models.pop(model_id)
+        manager_module.MODEL_COUNT_GAUGE.labels(model_type=loaded.type(), model_id=model_id).dec()
+
+    def still_failed(self, model_id) -> Optional[LoadFailure]:
+        """The failure of `model_id` if its dir is as it was then; a changed dir is forgotten."""
+        failure = LOAD_FAILURES.get(model_id) if isinstance(model_id, str) else None
+        if failure is None:
+            return None
+        evict_failed(self, model_id)
+        if failure.unchanged():
+            return failure
+        LOAD_FAILURES.forget(model_id)
+        if os.path.exists(failure.path):
+            log.info("model %s changed since it failed to load: loading it again", model_id)
+        return None
+
+    @functools.wraps(load_model)
+    def load_model_unless_failed(self, model_id, local_model_path, *args, **kwargs):
+        failure = still_failed(self, model_id)
+        if failure is not None:
+            if in_lazy_sync():
+                log.debug2("lazy load passes over %s: it failed to load and has not changed", model_id)
+                return None
+            raise failure.error()
+        return load_model(self, model_id, local_model_path, *args, **kwargs)
+
+    @functools.wraps(retrieve_model)
+    def retrieve_model_unless_failed(self, model_id):
+        failure = still_failed(self, model_id)
+        if failure is not None:
+            raise failure.error()
+        return retrieve_model(self, model_id)
+
+    @functools.wraps(local_models_dir_sync)
+    def local_models_dir_sync_past_failures(self, *args, **kwargs):
+        for model_id in LOAD_FAILURES.all():
+            still_failed(self, model_id)  # evicts failed entries, so a changed dir is loaded again
+        return local_models_dir_sync(self, *args, **kwargs)  # mend 1's: marks the sync
+
+    @functools.wraps(get_models_info)
+    def models_info_with_failures(self, model_ids=None):
+        from caikit.interfaces.runtime.data_model import ModelInfoResponse  # pylint: disable=import-outside-toplevel
+
+        failures = LOAD_FAILURES.all()
+        asked = list(model_ids or [])
+        others = [model_id for model_id in asked if model_id not in failures]
+        listed = get_models_info(self, model_ids=others).models if others or not asked else []
+        served = {info.name for info in listed if info.loaded}
+        failed = [
+            failure.info() for model_id, failure in failures.items()
+            if model_id not in served and (not asked or model_id in asked)
+        ]
+        return ModelInfoResponse(models=[info for info in listed if info.name not in failures or info.loaded] + failed)
+
+    ModelLoaderBase._wrapped_load_model = remembering_wrapped_load_model
+    ModelManager.load_model = load_model_unless_failed
+    ModelManager.retrieve_model = retrieve_model_unless_failed
+    ModelManager._local_models_dir_sync = local_models_dir_sync_past_failures
+    InfoServicer._get_models_info = models_info_with_failures
+    setattr(ModelManager, _FAILED_LOADS_MENDED, True)
