@@ -3,8 +3,9 @@
 - A corrupt or half-written model dir (a config.yml that is no YAML, a config naming a file that
   is not there, truncated weights) fails alone: the other models serve, the log and
   `/info/models` name it with the reason, requests for it are NOT_FOUND with the reason, and
-  neither requests nor the lazy loader's polls load it again until its files change
-  (runtime_patches.py, mend 8). Load attempts are counted from caikit's own log line.
+  neither requests nor the lazy loader's polls load it again until its files change or its
+  back-off runs out (runtime_patches.py, mend 8). Load attempts are counted from caikit's own
+  log line.
 - A training subprocess killed mid-way with SIGKILL (what the kernel's OOM killer sends) ends its
   job ERRORED with a reason, and leaves no model dir.
 - A runtime killed while it trains takes its training process with it (subprocess_training.py:
@@ -13,6 +14,7 @@
 Run with `-s` for the figures README reports.
 """
 
+import datetime
 import logging
 import os
 import shutil
@@ -188,11 +190,13 @@ def check_broken_dirs(runtime, log, paths):
         f"and {POLLS_WATCHED} poll periods {attempts}"
     )
     # Neither the 6 requests each nor the polls loaded them again, nor the session's broken-model
-    # (3 attempts when the runtime started: 1 + lazy_load_retries).
+    # (3 attempts when the runtime started, 1 + lazy_load_retries; one more after each back-off).
     assert attempts == first_attempts
-    assert failed_attempts(log, runtime.models_dir, "broken-model") == 0
-    reported = models_info(runtime.http_url)["broken-model"]["metadata"]["load_attempts"]
-    assert reported == listed["broken-model"]["metadata"]["load_attempts"] == 3
+    session_broken = listed["broken-model"]["metadata"]
+    assert session_broken["load_attempts"] >= 3
+    if datetime.datetime.now(datetime.timezone.utc) < datetime.datetime.fromisoformat(session_broken["load_retry_after"]):
+        assert failed_attempts(log, runtime.models_dir, "broken-model") == 0
+        assert models_info(runtime.http_url)["broken-model"]["metadata"]["load_attempts"] == session_broken["load_attempts"]
     # The log names each, with what went wrong.
     errors = log.messages(logging.ERROR)
     for name in paths:
@@ -210,6 +214,24 @@ def check_broken_dirs(runtime, log, paths):
     wait_for(lambda: generate_http(runtime.http_url, "broken-weights").status_code == 200, 20, "the fixed dir did not serve")
     fixed = models_info(runtime.http_url)["broken-weights"]
     assert fixed["loaded"] is True and "load_error" not in (fixed.get("metadata") or {}), fixed
+
+
+def test_a_failed_load_holds_until_its_files_change_or_its_back_off_runs_out(tmp_path):
+    from caikit_genai.toolkit.runtime_patches import LoadFailures, dir_fingerprint, retry_delay
+
+    model_dir = tmp_path / "broken"
+    model_dir.mkdir()
+    (model_dir / "config.yml").write_text("not: [yaml\n")
+    failures = LoadFailures()
+    first = failures.record("broken", str(model_dir), dir_fingerprint(str(model_dir)), "YAMLError")
+    assert first.attempts == 1 and first.holds()
+    assert not first.holds(now=first.retry_at + 0.1)  # the back-off ran out: try again
+    second = failures.record("broken", str(model_dir), dir_fingerprint(str(model_dir)), "YAMLError")
+    assert second.attempts == 2 and second.retry_at - first.retry_at >= retry_delay(2) - retry_delay(1) - 1
+    assert [retry_delay(attempts) for attempts in (1, 2, 3, 7, 30)] == [60, 120, 240, 3600, 3600]
+    (model_dir / "config.yml").write_text("module_id: fixed\n")
+    assert not second.holds()  # its files changed: try again at once
+    assert failures.record("broken", str(model_dir), dir_fingerprint(str(model_dir)), "x").attempts == 1
 
 
 # -- training processes killed ----------------------------------------------------------------

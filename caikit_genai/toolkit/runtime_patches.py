@@ -44,7 +44,8 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
    a fingerprint of its dir (file names, sizes, mtimes): `/info/models` lists it with the reason
    (`metadata.load_error`) and the attempts made, a request for it is NOT_FOUND with the reason
    at once, and nothing loads it again until its files change (a fixed or replaced model dir
-   loads at the next poll).
+   loads at the next poll) or, in case the cause was passing, until a back-off has run out: a
+   minute after the first failed attempt, doubling with each one, an hour at most.
 """
 
 import argparse
@@ -56,6 +57,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -430,6 +432,16 @@ def dir_fingerprint(path: str) -> Optional[str]:
     return digest.hexdigest()
 
 
+# A model that failed to load is tried again (its files unchanged) after this back-off:
+# FIRST_RETRY_SECONDS after the first failed attempt, doubling with each, at most LAST_RETRY_SECONDS.
+FIRST_RETRY_SECONDS = 60.0
+LAST_RETRY_SECONDS = 3600.0
+
+
+def retry_delay(attempts: int) -> float:
+    return min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), LAST_RETRY_SECONDS)
+
+
 @dataclass
 class LoadFailure:
     model_id: str
@@ -438,9 +450,15 @@ class LoadFailure:
     reason: str
     attempts: int
     failed_at: str
+    retry_at: float  # time.monotonic()
+    retry_after: str  # the same, as a wall-clock time
 
     def unchanged(self) -> bool:
         return dir_fingerprint(self.path) == self.fingerprint
+
+    def holds(self, now: Optional[float] = None) -> bool:
+        """Whether the model stays failed: its files are as they were and its back-off runs."""
+        return (time.monotonic() if now is None else now) < self.retry_at and self.unchanged()
 
     def error(self):
         from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
@@ -456,7 +474,12 @@ class LoadFailure:
     def info(self):
         from caikit.interfaces.runtime.data_model import ModelInfo  # pylint: disable=import-outside-toplevel
 
-        metadata = {"load_error": self.reason, "load_attempts": self.attempts, "load_failed_at": self.failed_at}
+        metadata = {
+            "load_error": self.reason,
+            "load_attempts": self.attempts,
+            "load_failed_at": self.failed_at,
+            "load_retry_after": self.retry_after,
+        }
         return ModelInfo(model_path=self.path, name=self.model_id, size=0, metadata=metadata, loaded=False)
 
 
@@ -470,9 +493,11 @@ class LoadFailures:
     def record(self, model_id: str, path: str, fingerprint: Optional[str], reason: str) -> LoadFailure:
         with self._lock:
             earlier = self._failures.get(model_id)
-            attempts = earlier.attempts + 1 if earlier is not None and earlier.path == path else 1
+            attempts = earlier.attempts + 1 if earlier is not None and earlier.fingerprint == fingerprint else 1
+            delay, now = retry_delay(attempts), datetime.datetime.now(datetime.timezone.utc)
             failure = LoadFailure(
-                model_id, path, fingerprint, reason, attempts, datetime.datetime.now(datetime.timezone.utc).isoformat()
+                model_id, path, fingerprint, reason, attempts, now.isoformat(), time.monotonic() + delay,
+                (now + datetime.timedelta(seconds=delay)).isoformat(),
             )
             self._failures[model_id] = failure
             return failure
@@ -531,7 +556,8 @@ def _failed_loads_stay_failed() -> None:
             failure = LOAD_FAILURES.record(model_id, str(model_path), fingerprint, reason)
             log.error(
                 "model %s failed to load from %s (attempt %d): %s. It is not served, and not loaded "
-                "again until its files change.", model_id, model_path, failure.attempts, reason,
+                "again until its files change or %s.", model_id, model_path, failure.attempts, reason,
+                failure.retry_after,
             )
             raise failure.error() from err
         LOAD_FAILURES.forget(model_id)
@@ -548,16 +574,18 @@ def _failed_loads_stay_failed() -> None:
         manager_module.MODEL_COUNT_GAUGE.labels(model_type=loaded.type(), model_id=model_id).dec()
 
     def still_failed(self, model_id) -> Optional[LoadFailure]:
-        """The failure of `model_id` if its dir is as it was then; a changed dir is forgotten."""
+        """The failure of `model_id` while it holds; None once its files changed (the failure is
+        forgotten) or its back-off ran out (kept, to count the attempts)."""
         failure = LOAD_FAILURES.get(model_id) if isinstance(model_id, str) else None
         if failure is None:
             return None
         evict_failed(self, model_id)
-        if failure.unchanged():
+        if failure.holds():
             return failure
-        LOAD_FAILURES.forget(model_id)
+        if not failure.unchanged():
+            LOAD_FAILURES.forget(model_id)
         if os.path.exists(failure.path):
-            log.info("model %s changed since it failed to load: loading it again", model_id)
+            log.info("model %s failed to load before: loading it again (its files changed or its back-off ran out)", model_id)
         return None
 
     @functools.wraps(load_model)
