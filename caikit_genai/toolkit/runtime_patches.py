@@ -21,8 +21,11 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
 3. Abandoned SSE streams: caikit's `async_wrap_iter` feeds a stream through a one-slot queue from
    a worker of the request pool; when the client goes, that worker blocks on the full queue
    forever, and a hundred such streams starve the pool that gRPC and HTTP share. Here the
-   worker waits on the queue in short slices and gives its thread back (closing the model's
-   generator) once the consumer is gone.
+   worker gives its thread back (closing the model's generator) as soon as the consumer is
+   gone. caikit also calls a stream's `predict_model` on the event loop itself: a model that
+   works before its first message (TGIS: a network call) stalled every HTTP request, client
+   disconnects included, so abandoned TGIS streams ran on to their end. A stream now starts in
+   the pool worker that reads it.
 4. The models dir holds more than models: our atomic saves write `.<name>.partial-*` dirs there,
    and caikit's batch trainer drops a `.complete` file into its save path. caikit's lazy loader
    tries each entry as a model (and logs the failure every poll); entries that are no model
@@ -66,18 +69,32 @@ hook (trainers, data stream plugins) we use the hook instead (see subprocess_tra
     (transformers imports lazily) add modules: "dictionary changed size during iteration" ends
     the runtime at start (seen here once in about twenty starts serving five models, the
     traceback ending in `import_util.get_data_model`). The lookup is retried.
+13. Models that fail to load (a corrupt config.yml, a missing or truncated artifact): caikit
+    lists them in `/info/models` as `loaded: false`, like a model still loading, with no reason;
+    it loads them again on every request (three attempts each, with `lazy_load_retries: 2`), and
+    its lazy loader tries them again after each of those. Here a failed load is remembered with
+    a fingerprint of its dir (file names, sizes, mtimes): `/info/models` lists it with the reason
+    (`metadata.load_error`) and the attempts made, a request for it is NOT_FOUND with the reason
+    at once, and nothing loads it again until its files change (a fixed or replaced model dir
+    loads at the next poll) or, in case the cause was passing, until a back-off has run out: a
+    minute after the first failed attempt, doubling with each one, an hour at most.
 """
 
 import argparse
 import asyncio
 import concurrent.futures
+import datetime
 import functools
+import hashlib
 import inspect
 import math
 import os
 import sys
 import threading
+import time
 import weakref
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import alog
 import grpc
@@ -98,6 +115,7 @@ def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
     _guard_model_manager()
     _data_model_lookup_survives_imports()
+    _failed_loads_stay_failed()
     _batch_training_exit_codes()
     _serving_metrics()
     _check_predict_requests()
@@ -126,6 +144,14 @@ def _invalid_model_id(model_id) -> Exception:
     )
 
 
+# Set while caikit's lazy loader syncs local_models_dir (mend 1 marks it; mends 1 and 13 read it).
+_LAZY_SYNC = threading.local()
+
+
+def in_lazy_sync() -> bool:
+    return getattr(_LAZY_SYNC, "active", False)
+
+
 def _guard_model_manager() -> None:
     from caikit.runtime.model_management.model_manager import (  # pylint: disable=import-outside-toplevel
         ModelManager,
@@ -139,7 +165,6 @@ def _guard_model_manager() -> None:
     retrieve_model, deploy_model = ModelManager.retrieve_model, ModelManager.deploy_model
     undeploy_model, load_model = ModelManager.undeploy_model, ModelManager.load_model
     local_models_dir_sync = ModelManager._local_models_dir_sync  # pylint: disable=protected-access
-    syncing = threading.local()
 
     @functools.wraps(retrieve_model)
     def checked_retrieve_model(self, model_id):
@@ -173,15 +198,15 @@ def _guard_model_manager() -> None:
 
     @functools.wraps(local_models_dir_sync)
     def marked_local_models_dir_sync(self, *args, **kwargs):
-        syncing.active = True
+        _LAZY_SYNC.active = True
         try:
             return local_models_dir_sync(self, *args, **kwargs)
         finally:
-            syncing.active = False
+            _LAZY_SYNC.active = False
 
     @functools.wraps(load_model)
     def checked_load_model(self, model_id, local_model_path, *args, **kwargs):
-        if getattr(syncing, "active", False) and not is_safe_model_name(model_id):
+        if in_lazy_sync() and not is_safe_model_name(model_id):
             log.debug2("lazy load passes over %s: not a model name", model_id)
             return None
         models_dir = self._local_models_dir
@@ -438,6 +463,7 @@ def _mend_http_server(http_server) -> None:
         return
     http_server.pydantic_from_request = _json_body_reader(http_server.pydantic_from_request)
     http_server.async_wrap_iter = abandonable_async_wrap_iter
+    _streams_start_off_the_event_loop()
     setattr(http_server, _PATCHED, True)
 
 
@@ -546,6 +572,7 @@ def abandonable_async_wrap_iter(iterable, pool=None):
     loop = asyncio.get_event_loop()
     queue = asyncio.Queue(1)
     consumer_gone = threading.Event()
+    waiting_put = []  # the put the worker waits on: cancelled when the consumer goes
     end = object()
     failure = []
 
@@ -560,17 +587,24 @@ def abandonable_async_wrap_iter(iterable, pool=None):
                 raise failure[0]
         finally:
             consumer_gone.set()
+            for put in waiting_put:
+                put.cancel()
 
     consumer = consume()
     consumer_ref = weakref.ref(consumer)
 
     def hand_over(item) -> bool:
         """Put `item` in the queue; False (and nothing put) once the consumer has gone."""
+        if consumer_gone.is_set():
+            return False
         put = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        waiting_put[:] = [put]
         while True:
             try:
                 put.result(timeout=STREAM_PUT_CHECK_SECONDS)
                 return True
+            except concurrent.futures.CancelledError:
+                return False
             except concurrent.futures.TimeoutError:
                 if consumer_gone.is_set() or consumer_ref() is None or loop.is_closed():
                     put.cancel()
@@ -595,6 +629,43 @@ def abandonable_async_wrap_iter(iterable, pool=None):
 
     loop.run_in_executor(pool, produce)
     return consumer
+
+
+def _streams_start_off_the_event_loop() -> None:
+    """caikit's HTTP stream handler calls `predict_model` on the event loop; called there, it
+    returns a stream that makes the real call on its first read, in the pool worker that reads
+    it (an error it raises still comes out of the stream, as caikit's handler expects)."""
+    from caikit.runtime.servicers.global_predict_servicer import (  # pylint: disable=import-outside-toplevel
+        GlobalPredictServicer,
+    )
+
+    predict_model = GlobalPredictServicer.predict_model
+    if getattr(predict_model, _STARTS_OFF_LOOP, False):
+        return
+
+    @functools.wraps(predict_model)
+    def predict_model_off_the_loop(self, *args, **kwargs):
+        if kwargs.get("output_streaming") and _on_event_loop():
+            return _started_when_read(lambda: predict_model(self, *args, **kwargs))
+        return predict_model(self, *args, **kwargs)
+
+    setattr(predict_model_off_the_loop, _STARTS_OFF_LOOP, True)
+    GlobalPredictServicer.predict_model = predict_model_off_the_loop
+
+
+_STARTS_OFF_LOOP = "_caikit_genai_streams_start_off_loop"
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _started_when_read(start):
+    yield from start()
 
 
 # -- 7. HTTP status of UNAVAILABLE -------------------------------------------------------------
@@ -704,3 +775,226 @@ def _data_model_lookup_survives_imports() -> None:
     setattr(retried_get_data_model, _PATCHED, True)
     for module in (import_util, global_train_servicer, servicer_util):
         module.get_data_model = retried_get_data_model
+
+
+# -- 13. models that fail to load ------------------------------------------------------------
+
+
+def dir_fingerprint(path: str) -> Optional[str]:
+    """A digest of every file's name, size and mtime under `path`: it changes when a file is
+    written, replaced, added or removed. None when nothing is there."""
+    if not os.path.exists(path):
+        return None
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(path):
+        subdirs.sort()
+        for name in sorted(files):
+            file_path = os.path.join(directory, name)
+            try:
+                stat = os.stat(file_path)
+            except OSError:
+                continue
+            digest.update(f"{os.path.relpath(file_path, path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+# A model that failed to load is tried again (its files unchanged) after this back-off:
+# FIRST_RETRY_SECONDS after the first failed attempt, doubling with each, at most LAST_RETRY_SECONDS.
+FIRST_RETRY_SECONDS = 60.0
+LAST_RETRY_SECONDS = 3600.0
+
+
+def retry_delay(attempts: int) -> float:
+    return min(FIRST_RETRY_SECONDS * 2 ** (attempts - 1), LAST_RETRY_SECONDS)
+
+
+@dataclass
+class LoadFailure:
+    model_id: str
+    path: str
+    fingerprint: Optional[str]  # of the dir as it was when the load that failed began
+    reason: str
+    attempts: int
+    failed_at: str
+    retry_at: float  # time.monotonic()
+    retry_after: str  # the same, as a wall-clock time
+
+    def unchanged(self) -> bool:
+        return dir_fingerprint(self.path) == self.fingerprint
+
+    def holds(self, now: Optional[float] = None) -> bool:
+        """Whether the model stays failed: its files are as they were and its back-off runs."""
+        return (time.monotonic() if now is None else now) < self.retry_at and self.unchanged()
+
+    def error(self):
+        from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
+            CaikitRuntimeException,
+        )
+
+        return CaikitRuntimeException(
+            grpc.StatusCode.NOT_FOUND,
+            f"model '{self.model_id}' failed to load and is not served: {self.reason}",
+            {"model_id": self.model_id},
+        )
+
+    def info(self):
+        from caikit.interfaces.runtime.data_model import ModelInfo  # pylint: disable=import-outside-toplevel
+
+        metadata = {
+            "load_error": self.reason,
+            "load_attempts": self.attempts,
+            "load_failed_at": self.failed_at,
+            "load_retry_after": self.retry_after,
+        }
+        return ModelInfo(model_path=self.path, name=self.model_id, size=0, metadata=metadata, loaded=False)
+
+
+class LoadFailures:
+    """The models whose last load failed, by id (shared by the runtime's threads)."""
+
+    def __init__(self):
+        self._failures: Dict[str, LoadFailure] = {}
+        self._lock = threading.Lock()
+
+    def record(self, model_id: str, path: str, fingerprint: Optional[str], reason: str) -> LoadFailure:
+        with self._lock:
+            earlier = self._failures.get(model_id)
+            attempts = earlier.attempts + 1 if earlier is not None and earlier.fingerprint == fingerprint else 1
+            delay, now = retry_delay(attempts), datetime.datetime.now(datetime.timezone.utc)
+            failure = LoadFailure(
+                model_id, path, fingerprint, reason, attempts, now.isoformat(), time.monotonic() + delay,
+                (now + datetime.timedelta(seconds=delay)).isoformat(),
+            )
+            self._failures[model_id] = failure
+            return failure
+
+    def forget(self, model_id: str) -> None:
+        with self._lock:
+            self._failures.pop(model_id, None)
+
+    def get(self, model_id) -> Optional[LoadFailure]:
+        with self._lock:
+            return self._failures.get(model_id)
+
+    def all(self) -> Dict[str, LoadFailure]:
+        with self._lock:
+            return dict(self._failures)
+
+
+LOAD_FAILURES = LoadFailures()
+
+
+def _first_error(error: BaseException) -> str:
+    """The error a failed load began with: caikit loads a model again by its path when loading
+    by its config fails, and reports the second error, which can hide the first (a missing
+    weights file reads as a missing config.yml)."""
+    seen = set()
+    while id(error) not in seen and (error.__cause__ or error.__context__) is not None:
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return f"{type(error).__name__}: {error}"
+
+
+_FAILED_LOADS_MENDED = "_caikit_genai_failed_loads_mended"
+
+
+def _failed_loads_stay_failed() -> None:
+    # pylint: disable=import-outside-toplevel,protected-access
+    from caikit.runtime.model_management import model_manager as manager_module
+    from caikit.runtime.model_management.model_loader_base import ModelLoaderBase
+    from caikit.runtime.servicers.info_servicer import InfoServicer
+
+    ModelManager = manager_module.ModelManager  # pylint: disable=invalid-name
+    if getattr(ModelManager, _FAILED_LOADS_MENDED, False):
+        return
+    wrapped_load_model, load_model = ModelLoaderBase._wrapped_load_model, ModelManager.load_model
+    retrieve_model, local_models_dir_sync = ModelManager.retrieve_model, ModelManager._local_models_dir_sync
+    get_models_info = InfoServicer._get_models_info
+
+    @functools.wraps(wrapped_load_model)
+    def remembering_wrapped_load_model(self, model_path, model_id, *args, **kwargs):
+        """Runs in caikit's load pool, once per attempt (retries included)."""
+        fingerprint = dir_fingerprint(model_path) if isinstance(model_path, str) else None
+        try:
+            model = wrapped_load_model(self, model_path, model_id, *args, **kwargs)
+        except Exception as err:  # pylint: disable=broad-exception-caught
+            reason = _first_error(err)
+            failure = LOAD_FAILURES.record(model_id, str(model_path), fingerprint, reason)
+            log.error(
+                "model %s failed to load from %s (attempt %d): %s. It is not served, and not loaded "
+                "again until its files change or %s.", model_id, model_path, failure.attempts, reason,
+                failure.retry_after,
+            )
+            raise failure.error() from err
+        LOAD_FAILURES.forget(model_id)
+        return model
+
+    def evict_failed(self, model_id: str) -> None:
+        """Drop the LoadedModel of a failed load from loaded_models (caikit would wait on it,
+        retrying, or list it as if it were loading)."""
+        with self._loaded_models_lock:
+            loaded = self.loaded_models.get(model_id)
+            if loaded is None or loaded.loading() or loaded.loaded() or LOAD_FAILURES.get(model_id) is None:
+                return
+            self.loaded_models.pop(model_id)
+        manager_module.MODEL_COUNT_GAUGE.labels(model_type=loaded.type(), model_id=model_id).dec()
+
+    def still_failed(self, model_id) -> Optional[LoadFailure]:
+        """The failure of `model_id` while it holds; None once its files changed (the failure is
+        forgotten) or its back-off ran out (kept, to count the attempts)."""
+        failure = LOAD_FAILURES.get(model_id) if isinstance(model_id, str) else None
+        if failure is None:
+            return None
+        evict_failed(self, model_id)
+        if failure.holds():
+            return failure
+        if not failure.unchanged():
+            LOAD_FAILURES.forget(model_id)
+        if os.path.exists(failure.path):
+            log.info("model %s failed to load before: loading it again (its files changed or its back-off ran out)", model_id)
+        return None
+
+    @functools.wraps(load_model)
+    def load_model_unless_failed(self, model_id, local_model_path, *args, **kwargs):
+        failure = still_failed(self, model_id)
+        if failure is not None:
+            if in_lazy_sync():
+                log.debug2("lazy load passes over %s: it failed to load and has not changed", model_id)
+                return None
+            raise failure.error()
+        return load_model(self, model_id, local_model_path, *args, **kwargs)
+
+    @functools.wraps(retrieve_model)
+    def retrieve_model_unless_failed(self, model_id):
+        failure = still_failed(self, model_id)
+        if failure is not None:
+            raise failure.error()
+        return retrieve_model(self, model_id)
+
+    @functools.wraps(local_models_dir_sync)
+    def local_models_dir_sync_past_failures(self, *args, **kwargs):
+        for model_id in LOAD_FAILURES.all():
+            still_failed(self, model_id)  # evicts failed entries, so a changed dir is loaded again
+        return local_models_dir_sync(self, *args, **kwargs)  # mend 1's: marks the sync
+
+    @functools.wraps(get_models_info)
+    def models_info_with_failures(self, model_ids=None):
+        from caikit.interfaces.runtime.data_model import ModelInfoResponse  # pylint: disable=import-outside-toplevel
+
+        failures = LOAD_FAILURES.all()
+        asked = list(model_ids or [])
+        others = [model_id for model_id in asked if model_id not in failures]
+        listed = get_models_info(self, model_ids=others).models if others or not asked else []
+        served = {info.name for info in listed if info.loaded}
+        failed = [
+            failure.info() for model_id, failure in failures.items()
+            if model_id not in served and (not asked or model_id in asked)
+        ]
+        return ModelInfoResponse(models=[info for info in listed if info.name not in failures or info.loaded] + failed)
+
+    ModelLoaderBase._wrapped_load_model = remembering_wrapped_load_model
+    ModelManager.load_model = load_model_unless_failed
+    ModelManager.retrieve_model = retrieve_model_unless_failed
+    ModelManager._local_models_dir_sync = local_models_dir_sync_past_failures
+    InfoServicer._get_models_info = models_info_with_failures
+    setattr(ModelManager, _FAILED_LOADS_MENDED, True)

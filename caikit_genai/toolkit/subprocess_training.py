@@ -16,11 +16,22 @@ at runtime start-up and do not exist in the fresh child, so unpickling them fail
 source travels instead as its element type plus its serialized request, with file paths already
 resolved, and is rebuilt (and its paths checked again) in the child. The data itself is read
 lazily in the child, so a bad file fails the job with an ERRORED reason.
+
+A spawned training process outlives a runtime killed under it (`kill -9`, a crash): it would
+train on unseen, then write its model into the models dir, where the restarted runtime would
+serve a model from a job it knows nothing of. The child watches its parent and ends when the
+runtime is gone. (A child killed on its own, as the OOM killer does, ends its job ERRORED:
+caikit reads its exit status.)
 """
 
 import glob
 import os
+import signal
+import threading
+import time
 from typing import Optional
+
+import alog
 
 from caikit.config import get_config
 from caikit.core.data_model import DataStream
@@ -31,6 +42,8 @@ from grpc import StatusCode
 
 from .errors import invalid_argument
 from .safe_paths import check_model_name, is_inside, resolve_inside
+
+log = alog.use_channel("TRAINING")
 
 DATA_DIR_SETTING = "data_streams.file_source_base"
 REPLACE_SETTING = "genai.training.replace_existing_models"
@@ -118,11 +131,40 @@ class PortableDataStream(DataStream):
         return (PortableDataStream, (self.element_type, self.source_bytes, self.base_dir, self.what))
 
 
+# How often a training process looks whether the runtime that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def end_with_parent(parent: int, check_seconds: float = PARENT_CHECK_SECONDS) -> None:
+    """In a training process: kill it once `parent`, the runtime that started it, is gone (the
+    kernel hands an orphan to init or a subreaper, so its parent pid changes); at once if it
+    went while the training process was still starting."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(check_seconds)
+        log.error("the runtime that started this training (pid %d) is gone: the training ends with it", parent)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class PortableLocalTrainer(LocalModelTrainer):
-    """caikit's LOCAL trainer, with names and data paths checked before a job starts, and data
-    stream sources made safe for spawned subprocesses."""
+    """caikit's LOCAL trainer, with names and data paths checked before a job starts, data
+    stream sources made safe for spawned subprocesses, and training processes that end with
+    their runtime."""
 
     name = "GENAI_LOCAL"
+
+    class LocalModelFuture(LocalModelTrainer.LocalModelTrainFuture):
+        def __init__(self, *args, **kwargs):
+            self.runtime_pid = os.getpid()  # set first: caikit's __init__ starts (and pickles) the job
+            super().__init__(*args, **kwargs)
+
+        def run(self, *args, **kwargs):
+            if self._use_subprocess:
+                end_with_parent(self.runtime_pid)
+            return super().run(*args, **kwargs)
 
     def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
         if model_name is not None:
