@@ -106,7 +106,8 @@ serve: $(INSTALLED) $(DATA)
 	$(PY) -m caikit_genai.bootstrap --missing & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 
-test: $(INSTALLED) $(DATA) chromium
+# fid-tools too: tests/test_dcgan_benchmarks.py runs the FID benchmark on a few images.
+test: $(INSTALLED) $(DATA) chromium fid-tools
 	$(PY) -m pytest -q
 
 # A longer fuzzing run than `make test`'s: tests/test_fuzz.py with FUZZ_MAX_EXAMPLES cases per
