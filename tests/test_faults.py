@@ -4,7 +4,7 @@
   is not there, truncated weights) fails alone: the other models serve, the log and
   `/info/models` name it with the reason, requests for it are NOT_FOUND with the reason, and
   neither requests nor the lazy loader's polls load it again until its files change or its
-  back-off runs out (runtime_patches.py, mend 13). Load attempts are counted from caikit's own
+  back-off runs out (runtime_patches/failed_loads.py, mend 13). Load attempts are counted from caikit's own
   log line.
 - A training subprocess killed mid-way with SIGKILL (what the kernel's OOM killer sends) ends its
   job ERRORED with a reason, and leaves no model dir.
