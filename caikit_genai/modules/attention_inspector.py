@@ -409,12 +409,14 @@ class AttentionInspector(ModuleBase):
                 "decoder": forward.decoder_attentions,
                 "cross": forward.cross_attentions,
             }
+        # One copy to numpy per kind for the whole batch, [inputs, layers, heads, queries, keys].
+        stacked = {kind: _stack(outputs[kind], kind) for kind in {kind for _, _, kinds in items for kind in kinds}}
         answers = []
         for row, (source, target, kinds) in enumerate(items):
             sides = {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}
             answers.append(
                 {
-                    kind: _stack(outputs[kind], kind, row)[:, :, : len(sides[kind][0].tokens), : len(sides[kind][1].tokens)]
+                    kind: np.ascontiguousarray(stacked[kind][row, :, :, : len(sides[kind][0].tokens), : len(sides[kind][1].tokens)])
                     for kind in kinds
                 }
             )
@@ -610,13 +612,14 @@ def renormalize_rows(matrices: np.ndarray) -> np.ndarray:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _stack(attentions, kind: str, row: int = 0) -> np.ndarray:
+def _stack(attentions, kind: str) -> np.ndarray:
+    """A forward pass's per-layer attentions as one float32 array [inputs, layers, heads, queries, keys]."""
     if not attentions or any(not isinstance(layer, torch.Tensor) for layer in attentions):
         raise RuntimeError(
             f"the model returned no {kind} attention weights: load it with attn_implementation='eager' "
             "(the sdpa and flash kernels compute attention without returning the weights)"
         )
-    return np.ascontiguousarray(torch.stack([layer[row] for layer in attentions]).float().cpu().numpy())
+    return torch.stack(attentions, dim=1).float().cpu().numpy()
 
 
 def _padded(model_inputs: List[Dict[str, List[int]]], pad_id: Optional[int], device) -> Dict[str, torch.Tensor]:

@@ -128,7 +128,7 @@ class DynamicBatcher(Generic[Item, Answer]):
         self._worker: Optional[threading.Thread] = None
         # Whether the last forward pass served more than one request: then it is worth waiting
         # up to max_delay_ms for company; otherwise a lone request runs at once.
-        self._busy = False
+        self._last_batch_shared = False
 
     def submit(self, item: Item) -> Answer:
         """The answer for one item, computed in a batch with whatever else is waiting."""
@@ -183,7 +183,7 @@ class DynamicBatcher(Generic[Item, Answer]):
                 if not self._changed.wait(IDLE_SECONDS) and not self._pending:
                     self._worker = None
                     return None
-            delay = config.max_delay_ms if (self._busy or len(self._pending) > 1) else 0.0
+            delay = config.max_delay_ms if (self._last_batch_shared or len(self._pending) > 1) else 0.0
             deadline = self._pending[0].arrived + delay / 1000.0
             while len(self._pending) < config.max_batch_size:
                 remaining = deadline - time.monotonic()
@@ -201,7 +201,7 @@ class DynamicBatcher(Generic[Item, Answer]):
                 batch.append(self._pending.popleft())
                 budget -= request.cost
             serving_metrics.QUEUE_DEPTH.labels(model=self.model_id).set(len(self._pending))
-            self._busy = len(batch) > 1
+            self._last_batch_shared = len(batch) > 1
         batch.sort(key=lambda request: request.cost)
         return batch
 
