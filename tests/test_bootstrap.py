@@ -27,9 +27,21 @@ def test_test_split_never_overlaps_training():
 
 def test_build_sentiment_on_a_slice_writes_a_served_model_with_held_out_metrics(tmp_path, tiny_bert_dir):
     model_path = str(tmp_path / "sentiment")
-    metrics = build_sentiment(model_path, base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16)
+    metrics = build_sentiment(
+        model_path, base_model=tiny_bert_dir, teacher_base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16,
+        teacher_overrides={"freeze_layers": 1, "epochs": 1},
+    )
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["test_examples"] == 16
+    low, high = metrics["test_accuracy_95ci"]
+    assert low <= metrics["test_accuracy"] <= high
+    assert set(metrics["test_per_class"]) == {"negative", "positive"}
+    assert 0.0 <= metrics["test_ece"] <= 1.0 and metrics["latency_ms_p50"] > 0
+    assert metrics["teacher"]["test_examples"] == 16
+    teacher = SentimentClassifier.load(str(tmp_path / "sentiment-mpnet"))  # saved beside the student
+    assert teacher.metrics["test_accuracy"] == metrics["teacher"]["test_accuracy"]
+    assert metrics["teacher_model"] and metrics["unlabelled_examples"] > 0
+    assert metrics["build_seconds"] > 0
     with open(os.path.join(model_path, "metrics.json"), encoding="utf-8") as metrics_file:
         assert json.load(metrics_file)["test_accuracy"] == metrics["test_accuracy"]
     assert SentimentClassifier.load(model_path).run("A moving film.").results

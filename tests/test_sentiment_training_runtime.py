@@ -196,3 +196,45 @@ def test_unknown_training_id_is_not_found(runtime):
             runtime.message("TrainingInfoRequest", training_id="no-such-job"), timeout=10
         )
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_distil_a_served_model_over_http_with_frozen_layers(runtime, tiny_bert_dir):
+    """The teacher is named like any served model; its dir is found in the models dir."""
+    training_id = train_over_http(
+        runtime,
+        "http-distilled",
+        {"data_stream": {"data": sentiment_examples(160, seed=4)}},
+        base_model=tiny_bert_dir,
+        teacher_model="tiny-sentiment",
+        temperature=2.0,
+        distillation_weight=0.7,
+        unlabelled_texts=[example["text"] for example in sentiment_examples(40, seed=8)],
+        freeze_layers=1,
+        **TINY_RECIPE,
+    )
+    status = runtime.wait_for_training(training_id)
+    assert status["state"] == "COMPLETED", status
+    runtime.wait_for_model("http-distilled")
+    with open(os.path.join(runtime.models_dir, "http-distilled", "metrics.json"), encoding="utf-8") as metrics_file:
+        metrics = json.load(metrics_file)
+    assert metrics["teacher_model"] == os.path.join(runtime.models_dir, "tiny-sentiment")
+    assert (metrics["unlabelled_examples"], metrics["freeze_layers"], metrics["distillation_weight"]) == (40, 1, 0.7)
+
+
+@pytest.mark.parametrize(
+    "teacher, message",
+    [("../tiny-sentiment", "not a valid model name"), ("/etc", "not a valid model name"), ("no-such-model", "not a model in")],
+)
+def test_a_teacher_outside_the_models_dir_is_refused_before_a_job(runtime, tiny_bert_dir, teacher, message):
+    body = {
+        "model_name": "never-distilled",
+        "parameters": {
+            "training_data": {"data_stream": {"data": sentiment_examples(20)}},
+            "base_model": tiny_bert_dir,
+            "teacher_model": teacher,
+        },
+    }
+    response = requests.post(f"{runtime.http_url}/api/v1/{TRAIN_RPC}", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["details"]
+    assert not os.path.exists(os.path.join(runtime.models_dir, "never-distilled"))

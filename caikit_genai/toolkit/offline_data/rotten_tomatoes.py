@@ -4,6 +4,7 @@ import bz2
 import csv
 import io
 import os
+import re
 from typing import List, Optional, Tuple
 
 from . import package_dir
@@ -31,3 +32,20 @@ def rotten_tomatoes_snippets(path: Optional[str] = None) -> List[Tuple[str, str]
                 seen.add(text)
                 snippets.append((text, label))
     return snippets
+
+
+def rotten_tomatoes_plot_sentences(path: Optional[str] = None, min_words: int = 4, max_words: int = 40) -> List[str]:
+    """The sentences of the corpus's `plot` rows (plot summaries, no sentiment label), as long as
+    a review snippet: unlabelled movie text a sentiment teacher can score for its student.
+    Sentences that also occur labelled are left out."""
+    labelled = {text for text, _ in rotten_tomatoes_snippets(path)}
+    with open(path or rotten_tomatoes_path(), "rb") as compressed:
+        rows = csv.DictReader(io.StringIO(bz2.decompress(compressed.read()).decode("utf-8")))
+        summaries = [" ".join(row["text"].split()) for row in rows if row["category"] == "plot"]
+    sentences = {
+        sentence.strip()
+        for summary in summaries
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", summary)
+        if min_words <= len(sentence.split()) <= max_words
+    }
+    return sorted(sentences - labelled)
