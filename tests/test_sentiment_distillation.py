@@ -1,6 +1,8 @@
 """SentimentClassifier.train's levers for the default recipe: frozen lower layers over cached
 states, distillation from a teacher (with unlabelled text), and the held-out report."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -29,18 +31,30 @@ def teacher(tiny_bert_dir, tmp_path_factory):
     return path
 
 
-def test_frozen_layers_stay_as_they_were_and_the_rest_learns(tiny_bert_dir):
-    validation = as_pairs(sentiment_examples(40, seed=5))
+def flipped(examples):
+    return [
+        {"text": example["text"], "label": "negative" if example["label"] == "positive" else "positive"}
+        for example in examples
+    ]
+
+
+def test_frozen_layers_stay_as_they_were_and_the_rest_learns(teacher):
+    """Start from a trained classifier and teach it the opposite labels with its lower layer
+    frozen: it starts at about 0% and must relearn above the frozen layer (a random tiny BERT's
+    frozen features make a flaky test; trained ones are what freezing is for)."""
+    base_dir = os.path.join(teacher, "hf_model")
+    validation = as_pairs(flipped(sentiment_examples(40, seed=5)))
+    base = SentimentClassifier.bootstrap(base_dir)
+    assert base.accuracy(validation) < 0.2
     model = SentimentClassifier.train(
-        sentiment_examples(200),
+        flipped(sentiment_examples(200)),
         validation_data=[{"text": t, "label": l} for t, l in validation],
-        base_model=tiny_bert_dir,
+        base_model=base_dir,
         freeze_layers=1,
-        epochs=10,
+        epochs=6,
         batch_size=16,
-        learning_rate=1e-2,
+        learning_rate=3e-3,
     )
-    base = SentimentClassifier.bootstrap(tiny_bert_dir, labels=["negative", "positive"])
     before, after = base.model.state_dict(), model.model.state_dict()
     frozen = [name for name in before if name.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
     tuned = [name for name in before if name.startswith("bert.encoder.layer.1.")]
@@ -51,10 +65,10 @@ def test_frozen_layers_stay_as_they_were_and_the_rest_learns(tiny_bert_dir):
     assert model.metrics["trained_parameters"] < sum(p.numel() for p in base.model.parameters())
     # Validation ran over the cached states; serving runs every layer: the two must agree.
     assert model.metrics["val_accuracy"] == pytest.approx(model.accuracy(validation))
-    assert model.metrics["val_accuracy"] >= 0.7  # half right is chance: a frozen random layer learns slowly
+    assert model.metrics["val_accuracy"] >= 0.9
     assert all(p.requires_grad for p in model.model.parameters())  # a saved model is whole again
     # Its own training texts are scored over the cached states: as serving scores them.
-    texts = [example["text"] for example in sentiment_examples(200)][:50]
+    texts = [example["text"] for example in flipped(sentiment_examples(200))][:50]
     served = model.run_batch(texts)
     expected = [[{one.label: one.score for one in result.results}[name] for name in model.labels] for result in served]
     texts.append("a never seen lovely film")  # not cached: scored by a full forward pass
