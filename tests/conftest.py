@@ -5,6 +5,7 @@ dir holding tiny models built here. Config and the ModelManager are process-wide
 so every test shares this one runtime.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -185,6 +186,14 @@ class Runtime:
             time.sleep(0.5)
         raise TimeoutError(f"training {training_id} did not finish within {timeout} s")
 
+    def served_metrics(self, training_id: str, model_name: str) -> Dict[str, Any]:
+        """Wait for a training to complete and its model to be served; its metrics.json."""
+        status = self.wait_for_training(training_id)
+        assert status["state"] == "COMPLETED", status
+        self.wait_for_model(model_name)
+        with open(os.path.join(self.models_dir, model_name, "metrics.json"), encoding="utf-8") as metrics_file:
+            return json.load(metrics_file)
+
 
 @pytest.fixture(scope="session")
 def tgis_stand_in(models_dir, tiny_bart_dir):
@@ -228,6 +237,8 @@ def runtime(models_dir, tmp_path_factory, tgis_stand_in):
                 "metering": {"log_dir": str(workdir / "metering")},
             },
             "data_streams": {"file_source_base": str(training_data_dir)},
+            # The tiny base models the tests train from live in pytest's temp dirs.
+            "genai": {"training": {"base_models_dir": str(tmp_path_factory.getbasetemp())}},
         },
     )
     if tgis_stand_in is not None:

@@ -76,6 +76,8 @@ def run_batch_training(job_dirs, module_class, model_name, kwargs):
         **os.environ,
         "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
         "DATA_STREAMS_FILE_SOURCE_BASE": str(job_dirs / "training_data"),
+        # The tiny base models live in pytest's temp dir, beside job_dirs.
+        "GENAI_TRAINING_BASE_MODELS_DIR": os.path.dirname(str(job_dirs)),
         "HF_HUB_OFFLINE": "1",
     }
     termination_log = job_dirs / "termination-log"

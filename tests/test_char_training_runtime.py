@@ -34,12 +34,7 @@ def test_train_from_a_jsonl_file_of_lines_then_generate_by_name(runtime):
         **{**TINY_CHAR_RECIPE, "max_steps": 40},
         max_new_tokens_limit=500,
     )
-    status = runtime.wait_for_training(training_id)
-    assert status["state"] == "COMPLETED", status
-    runtime.wait_for_model("char-from-file")
-
-    with open(os.path.join(runtime.models_dir, "char-from-file", "metrics.json"), encoding="utf-8") as metrics_file:
-        metrics = json.load(metrics_file)
+    metrics = runtime.served_metrics(training_id, "char-from-file")
     assert metrics["steps"] == 40
     assert metrics["val_loss_nats_per_char"] > 0
 

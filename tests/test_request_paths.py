@@ -111,6 +111,53 @@ def test_a_name_a_running_job_writes_is_refused(runtime, tiny_bert_dir):
     assert runtime.wait_for_training(training_id, timeout=60)["state"] == "CANCELED"
 
 
+# -- base models ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base_model, message",
+    [
+        ("/etc", "outside the base models dir"),
+        ("../../..", "outside the base models dir"),
+        ("no/such/dir/here", "not a directory in the base models dir"),
+    ],
+)
+def test_a_base_model_path_outside_its_dir_is_refused_before_a_job(runtime, base_model, message):
+    before = sorted(os.listdir(runtime.models_dir))
+    response = post_training(runtime, "never-based", base_model=base_model)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["details"]
+    assert "genai.training.base_models_dir" in response.json()["details"]
+    assert sorted(os.listdir(runtime.models_dir)) == before
+
+
+def test_a_served_model_is_a_base_model_by_its_name(runtime):
+    """Fine-tune a model the runtime serves, named as a request names models."""
+    response = post_training(runtime, "based-on-served", base_model=TINY_SENTIMENT_ID, epochs=1)
+    assert response.status_code == 200, response.text
+    metrics = runtime.served_metrics(response.json()["training_id"], "based-on-served")
+    assert metrics["base_model"] == os.path.join(runtime.models_dir, TINY_SENTIMENT_ID)
+
+
+def test_base_model_rules_without_a_base_models_dir(tmp_path):
+    from caikit_genai.toolkit.subprocess_training import request_base_model
+
+    models_dir = tmp_path / "models"
+    (models_dir / "served").mkdir(parents=True)
+    (models_dir / "served" / "config.yml").write_text("module_id: x\n")
+    (tmp_path / "bases" / "mine").mkdir(parents=True)
+    assert request_base_model("served", "base_model", str(models_dir), None) == str(models_dir / "served")
+    assert request_base_model("org/some-model", "base_model", str(models_dir), None) == "org/some-model"
+    for refused in (str(tmp_path / "bases" / "mine"), "./x", "a/b/c"):
+        with pytest.raises(Exception, match="which is not set"):
+            request_base_model(refused, "base_model", str(models_dir), None)
+    inside = request_base_model("mine", "base_model", str(models_dir), str(tmp_path / "bases"))
+    assert inside == os.path.realpath(tmp_path / "bases" / "mine")
+    os.symlink("/etc", tmp_path / "bases" / "link-out")
+    with pytest.raises(Exception, match="outside the base models dir"):
+        request_base_model("link-out", "base_model", str(models_dir), str(tmp_path / "bases"))
+
+
 # -- training data files ------------------------------------------------------------------
 
 

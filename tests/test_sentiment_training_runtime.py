@@ -212,11 +212,7 @@ def test_distil_a_served_model_over_http_with_frozen_layers(runtime, tiny_bert_d
         freeze_layers=1,
         **TINY_RECIPE,
     )
-    status = runtime.wait_for_training(training_id)
-    assert status["state"] == "COMPLETED", status
-    runtime.wait_for_model("http-distilled")
-    with open(os.path.join(runtime.models_dir, "http-distilled", "metrics.json"), encoding="utf-8") as metrics_file:
-        metrics = json.load(metrics_file)
+    metrics = runtime.served_metrics(training_id, "http-distilled")
     assert metrics["teacher_model"] == os.path.join(runtime.models_dir, "tiny-sentiment")
     assert (metrics["unlabelled_examples"], metrics["freeze_layers"], metrics["distillation_weight"]) == (40, 1, 0.7)
 

@@ -10,7 +10,10 @@ entry point `python -m caikit.runtime.train` run with this config. Before a job 
 - every file or directory a data stream names lies inside the training data dir
   (`data_streams.file_source_base`, which caikit itself only uses as a prefix);
 - a model a request names as an argument (`teacher_model`) is the name of a model in the
-  runtime's models dir, and becomes that dir's path.
+  runtime's models dir, and becomes that dir's path;
+- a model to start from (`base_model`, `encoder_model`) is the name of a model in the models dir,
+  a hub id, or a directory inside `genai.training.base_models_dir` (no path at all when that is
+  unset).
 
 caikit runs training in a spawned subprocess when `use_subprocess` is on (so a cancel really
 stops torch), pickling the train call's arguments. Its `DataStreamSource` classes are generated
@@ -28,6 +31,7 @@ caikit reads its exit status.)
 
 import glob
 import os
+import re
 import signal
 import threading
 import time
@@ -43,7 +47,7 @@ from caikit.runtime.types.caikit_runtime_exception import CaikitRuntimeException
 from grpc import StatusCode
 
 from .errors import invalid_argument
-from .safe_paths import check_model_name, is_inside, resolve_inside
+from .safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
 
 log = alog.use_channel("TRAINING")
 
@@ -51,6 +55,11 @@ DATA_DIR_SETTING = "data_streams.file_source_base"
 REPLACE_SETTING = "genai.training.replace_existing_models"
 # Train arguments that name another model: from a request, a model in local_models_dir.
 MODEL_ARGUMENTS = ("teacher_model",)
+# Train arguments that name a model to start from: a model in local_models_dir, a hub id, or a
+# directory inside BASE_MODELS_SETTING.
+BASE_MODEL_ARGUMENTS = ("base_model", "encoder_model")
+BASE_MODELS_SETTING = "genai.training.base_models_dir"
+HUB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 # The file formats caikit's directory source reads.
 DIRECTORY_EXTENSIONS = ("json", "jsonl", "csv")
 
@@ -66,14 +75,43 @@ def training_data_dir() -> str:
     return os.path.join(os.path.dirname(models_dir), "training_data")
 
 
+def _models_dir() -> str:
+    return os.path.abspath(get_config().runtime.local_models_dir or "models")
+
+
 def served_model_dir(name, what: str) -> str:
     """The dir of the model called `name` in the runtime's models dir, or INVALID_ARGUMENT."""
     check_model_name(name, what)
-    models_dir = os.path.abspath(get_config().runtime.local_models_dir or "models")
-    path = os.path.join(models_dir, name)
+    path = os.path.join(_models_dir(), name)
     if not os.path.isfile(os.path.join(path, "config.yml")):
         raise invalid_argument(f"{what} {name!r} is not a model in the runtime's models dir (runtime.local_models_dir)")
     return path
+
+
+def request_base_model(value, what: str, models_dir: str, base_models_dir: Optional[str]) -> str:
+    """Where a request's base model is: a model in `models_dir` by name, a hub id as given, or a
+    directory inside `base_models_dir` (relative to it, or absolute); anything else is
+    INVALID_ARGUMENT naming the rule."""
+    if not isinstance(value, str):
+        raise invalid_argument(f"{what} must be a string, got {type(value).__name__}")
+    if is_safe_model_name(value) and os.path.isfile(os.path.join(models_dir, value, "config.yml")):
+        return os.path.join(models_dir, value)
+    if "\x00" in value:
+        raise invalid_argument(f"{what} {value!r} contains a NUL character")
+    candidate = os.path.join(os.path.abspath(base_models_dir), value) if base_models_dir else None
+    if candidate is None or not os.path.isdir(candidate):
+        if HUB_ID_PATTERN.fullmatch(value) and not os.path.exists(value):
+            return value  # a hub id (org/name), for runtimes that can reach a hub
+        if candidate is None:
+            raise invalid_argument(
+                f"{what} {value!r} is neither a model in the models dir nor a hub id; a train request may "
+                f"name a directory only inside {BASE_MODELS_SETTING}, which is not set"
+            )
+    if not is_inside(candidate, base_models_dir):
+        raise invalid_argument(f"{what} {value!r} is outside the base models dir ({BASE_MODELS_SETTING})")
+    if not os.path.isdir(candidate):
+        raise invalid_argument(f"{what} {value!r} is not a directory in the base models dir ({BASE_MODELS_SETTING})")
+    return os.path.realpath(candidate)
 
 
 def confined_source_bytes(source: DataStreamSourceBase, base_dir: str, what: str) -> bytes:
@@ -188,6 +226,9 @@ class PortableLocalTrainer(LocalModelTrainer):
         for key in MODEL_ARGUMENTS:
             if kwargs.get(key):
                 kwargs[key] = served_model_dir(kwargs[key], key)
+        for key in BASE_MODEL_ARGUMENTS:
+            if kwargs.get(key):
+                kwargs[key] = request_base_model(kwargs[key], key, _models_dir(), _training_settings().get("base_models_dir"))
         base_dir = training_data_dir()
         return super().train(
             module_class,
@@ -226,6 +267,10 @@ class PortableLocalTrainer(LocalModelTrainer):
                     )
 
 
-def _replacing_allowed(config: Optional[dict] = None) -> bool:
+def _training_settings(config: Optional[dict] = None) -> dict:
     config = config or get_config()
-    return bool(((config.get("genai") or {}).get("training") or {}).get("replace_existing_models", False))
+    return (config.get("genai") or {}).get("training") or {}
+
+
+def _replacing_allowed(config: Optional[dict] = None) -> bool:
+    return bool(_training_settings(config).get("replace_existing_models", False))
