@@ -4,7 +4,6 @@ import contextlib
 import os
 
 import torch
-from tokenizers import BertWordPieceTokenizer
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 POSITIVE_WORDS = "good great wonderful moving beautiful superb delightful brilliant charming lovely".split()
@@ -41,10 +40,16 @@ def build_tiny_bert(
     """A randomly initialised 2-layer BERT with a ~100-token WordPiece vocab and a real tokenizer
     (trained on the sentiment words, or on `words`)."""
     os.makedirs(directory, exist_ok=True)
-    corpus = [" ".join(words or POSITIVE_WORDS + NEGATIVE_WORDS + FILLER)] * 4
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(corpus, vocab_size=120, min_frequency=1)
-    wordpiece.save_model(directory)
+    # The vocab is written, not trained: WordPiece training breaks its merge ties differently from
+    # one process to the next, so the same seed built a different model each run (and about one
+    # build in five left the tiny sentiment trainings at chance). Whole words, then characters
+    # alone and as continuations, so any text still tokenizes.
+    vocab_words = sorted({word.lower() for word in (words or POSITIVE_WORDS + NEGATIVE_WORDS + FILLER)})
+    characters = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-") | set("".join(vocab_words)))
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + vocab_words
+    pieces += [char for char in characters if char not in pieces] + [f"##{char}" for char in characters]
+    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8") as vocab_file:
+        vocab_file.write("\n".join(pieces) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=os.path.join(directory, "vocab.txt"), model_max_length=max_positions)
     tokenizer.save_pretrained(directory)
     config = BertConfig(
