@@ -26,7 +26,7 @@ from ..data_model import LabeledText
 from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import autocast, describe, resolve_device
 from ..toolkit.errors import invalid_argument, require_text
-from ..toolkit.frozen_layers import cache_lower_states, freeze_lower_layers, pad_states, upper_logits
+from ..toolkit.frozen_layers import cache_lower_states, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
 from ..toolkit.hf_models import hf_source, model_input_limit, packaged_encoder_path
 from ..toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
 from ..toolkit.thread_safe import ThreadSafeTokenizer
@@ -176,13 +176,7 @@ class SentimentClassifier(ModuleBase):
     @torch.inference_mode()
     def _scores(self, batch: List[List[int]]) -> np.ndarray:
         """Softmax scores of token-id lists, as one forward pass padded to the longest."""
-        width = max(len(ids) for ids in batch)
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = pad_token_ids(batch, self.tokenizer.pad_token_id or 0)
         with autocast(self.device):
             logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
@@ -339,7 +333,7 @@ class SentimentClassifier(ModuleBase):
             if cached is not None:
                 batch["states"], batch["attention_mask"] = pad_states([cached[i] for i in indices])
             else:
-                batch["input_ids"], batch["attention_mask"] = _pad_ids([encoded[i] for i in indices], tokenizer.pad_token_id)
+                batch["input_ids"], batch["attention_mask"] = pad_token_ids([encoded[i] for i in indices], tokenizer.pad_token_id)
             if soft_targets is not None:
                 batch["soft"] = soft_targets[indices]
             return batch
@@ -504,16 +498,6 @@ def length_grouped_batches(lengths: List[int], batch_size: int, rng: random.Rand
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
-
-
-def _pad_ids(rows: List[List[int]], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, ids in enumerate(rows):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
-    return input_ids, attention_mask
 
 
 # -- distillation ----------------------------------------------------------------------------

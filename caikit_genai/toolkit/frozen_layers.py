@@ -72,6 +72,17 @@ def upper_logits(model, count: int, states: torch.Tensor, attention_mask: torch.
         return model(inputs_embeds=states, attention_mask=attention_mask).logits
 
 
+def pad_token_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as one batch padded to its longest, and its attention mask."""
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
 def pad_states(states: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Stack per-example (tokens, hidden) states into a float32 batch and its attention mask."""
     width = max(one.shape[0] for one in states)
@@ -91,12 +102,7 @@ def cache_lower_states(
     cached: List[torch.Tensor] = [None] * len(encoded)  # type: ignore[list-item]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(encoded[index]) for index in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, index in enumerate(chunk):
-            input_ids[row, : len(encoded[index])] = torch.tensor(encoded[index])
-            attention_mask[row, : len(encoded[index])] = 1
+        input_ids, attention_mask = pad_token_ids([encoded[index] for index in chunk], pad_id)
         states = lower_states(model, count, input_ids.to(device), attention_mask.to(device)).float().cpu()
         for row, index in enumerate(chunk):
             cached[index] = states[row, : len(encoded[index])].to(torch.float16).clone()
