@@ -258,7 +258,8 @@ def test_lowered_ceilings_lower_the_models_own_caps(lowered, wire):
     code, message = answer(lowered, wire, "ImageGenerationTask", TINY_DCGAN_ID, num_images=3)
     assert code == INVALID and "between 1 and 2 (the runtime's genai.limits.max_images)" in message, message
     assert answer(lowered, wire, "AttentionInspectionTask", TINY_ATTENTION_ID, text="a good film")[0] == "OK"
-    code, message = answer(lowered, wire, "AttentionInspectionTask", TINY_ATTENTION_ID, text="good " * 6)
+    # Ten one-letter words are ten tokens in any vocab, plus [CLS] and [SEP]: over the cap of 8 (and under 40 chars).
+    code, message = answer(lowered, wire, "AttentionInspectionTask", TINY_ATTENTION_ID, text="a b c d e f g h i j")
     assert code == INVALID and "at most 8 are taken (the runtime's genai.limits.max_attention_tokens)" in message, message
 
 
