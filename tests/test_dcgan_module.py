@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 from caikit_genai import DCGANImageGenerator
-from caikit_genai.modules.dcgan_image_generator import read_training_images, tile
+from caikit_genai.modules.dcgan_image_generator import AveragedGenerator, read_training_images, tile
 from caikit_genai.nets import Discriminator, Generator
 from tiny_models import seeded
 
@@ -165,6 +165,38 @@ def test_the_same_seed_trains_the_same_generator():
     assert runs[0].run(2, seed=0).images[1].image_data == runs[1].run(2, seed=0).images[1].image_data
 
 
+def test_an_averaged_generator_is_scored_beside_the_trained_one_and_the_better_kept():
+    images, labels = dcgan_training_images(48)
+    with seeded(0):
+        model = DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "max_steps": 6, "eval_every": 2, "ema_decay": 0.5})
+    evaluations = model.metrics["evaluations"]
+    assert [evaluation["step"] for evaluation in evaluations] == [2, 4, 6]
+    scored = [(e["frechet_distance"], "trained") for e in evaluations] + [(e["frechet_distance_averaged"], "averaged") for e in evaluations]
+    best_score, best_weights = min(scored)
+    assert model.metrics["best_frechet_distance"] == best_score and model.metrics["kept_weights"] == best_weights
+    assert model.metrics["recipe"]["ema_decay"] == 0.5
+
+
+def test_the_average_moves_by_one_minus_decay_and_measures_its_own_batchnorm_statistics():
+    with seeded(0):
+        generator = Generator(image_size=16, channels=1, nz=8, ngf=8, num_classes=3)
+    averaged = AveragedGenerator(generator, decay=0.75, batches=4, batch_size=8)
+    before = [parameter.clone() for parameter in averaged.net.parameters()]
+    with torch.no_grad():
+        for parameter in generator.parameters():
+            parameter.add_(1.0)
+    averaged.update(generator)
+    for old, new, current in zip(before, averaged.net.parameters(), generator.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * current)
+    net = averaged.with_standing_statistics()
+    norms = [layer for layer in net.modules() if isinstance(layer, torch.nn.BatchNorm2d)]
+    assert not net.training and norms and all(int(norm.num_batches_tracked) == 4 for norm in norms)
+    assert all(norm.momentum == 0.1 for norm in norms)
+    again = [norm.running_mean.clone() for norm in norms]
+    averaged.with_standing_statistics()  # seeded noise: the same statistics each time
+    assert all(torch.equal(first, norm.running_mean) for first, norm in zip(again, norms))
+
+
 def decode_bytes(data):
     return PILImage.open(io.BytesIO(data))
 
@@ -205,6 +237,8 @@ def test_bad_training_arguments():
         read_training_images([{"image": _png(images[0]), "label": "ring"}, {"image": _png(images[1])}])
     with pytest.raises(ValueError, match="image_size must be"):
         read_training_images(images, image_size=30)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        DCGANImageGenerator.train((images, labels), batch_size=4, ema_decay=1.0)
 
 
 def _png(image):

@@ -63,6 +63,8 @@ RENDER_CHUNK = 8
 # A fixed seed for the evaluation noise and the untrained feature net, so every evaluation of
 # every run measures the same way.
 EVAL_SEED = 1234
+# Off by default: pytorch/examples' recipe keeps no average (the default model's build sets it).
+DEFAULT_EMA_DECAY = 0.0
 
 
 @dataclass
@@ -331,6 +333,7 @@ class DCGANImageGenerator(ModuleBase):
         eval_every: int = 0,
         eval_samples: int = 1000,
         max_images: int = DEFAULT_MAX_IMAGES,
+        ema_decay: float = DEFAULT_EMA_DECAY,
     ) -> "DCGANImageGenerator":
         """Train a DCGAN (a cDCGAN when the images have class labels) from scratch.
 
@@ -361,13 +364,16 @@ class DCGANImageGenerator(ModuleBase):
                 (0: ten times per run).
             eval_samples: Generated and real images per Frechet distance.
             max_images: The most images one request may ask the trained model for.
+            ema_decay: Also keep an exponential moving average of the generator's weights
+                with this decay per step (0: none). Each evaluation scores it beside the
+                generator itself, and the better of the two is kept.
         """
         images, labels = read_training_images(training_data, image_size, channels)
         return cls.train_arrays(
             images, labels, nz=nz, ngf=ngf, ndf=ndf, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, beta1=beta1, label_smoothing=label_smoothing, conditional=conditional,
             seed=seed, device=device, max_seconds=max_seconds, eval_every=eval_every, eval_samples=eval_samples,
-            max_images=max_images,
+            max_images=max_images, ema_decay=ema_decay,
         )
 
     @classmethod
@@ -392,13 +398,14 @@ class DCGANImageGenerator(ModuleBase):
         eval_every: int = 0,
         eval_samples: int = 1000,
         max_images: int = DEFAULT_MAX_IMAGES,
+        ema_decay: float = DEFAULT_EMA_DECAY,
         feature_net: Optional[ImageClassifier] = None,
         progress_description: str = "dcgan",
     ) -> "DCGANImageGenerator":
         """train() on images already read: uint8 [n, size, size, channels] and a label per image
         (or None). `feature_net` gives the Frechet distance's features (default: a fixed, seeded,
         untrained CNN of the same shape, which still ranks checkpoints)."""
-        _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images)
+        _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay)
         if conditional and not labels:
             raise ValueError("conditional training needs a class label on every image")
         class_names = sorted(set(labels)) if labels and conditional is not False else []
@@ -443,9 +450,12 @@ class DCGANImageGenerator(ModuleBase):
             fooled_logits = discriminator(fake, real_labels)
             loss_g = F.binary_cross_entropy_with_logits(fooled_logits.float(), torch.ones_like(fooled_logits, dtype=torch.float32))
             update("generator", loss_g)
+            if averaged is not None:
+                averaged.update(generator)
             return {"D": loss_d, "G": loss_g}
 
-        evaluation = _Evaluation(generator, pixels, label_ids, conditional_run, eval_samples, target, feature_net)
+        averaged = AveragedGenerator(generator, ema_decay) if ema_decay > 0 else None
+        evaluation = _Evaluation(generator, averaged, pixels, label_ids, conditional_run, eval_samples, target, feature_net)
         report = run_training(
             nets,
             optimizers,
@@ -467,7 +477,7 @@ class DCGANImageGenerator(ModuleBase):
             "recipe": {
                 "image_size": size, "channels": channel_count, "nz": nz, "ngf": ngf, "ndf": ndf, "batch_size": batch_size,
                 "learning_rate": learning_rate, "beta1": beta1, "label_smoothing": label_smoothing,
-                "conditional": conditional_run, "seed": seed, "max_seconds": max_seconds,
+                "conditional": conditional_run, "seed": seed, "max_seconds": max_seconds, "ema_decay": ema_decay,
             },
             "class_names": class_names,
             "generator_parameters": sum(p.numel() for p in generator.parameters()),
@@ -485,6 +495,7 @@ class DCGANImageGenerator(ModuleBase):
             "eval_samples": evaluation.sample_count,
             "best_sample_grid": evaluation.best_grid,
             "best_frechet_distance": round(evaluation.best_score, 4),
+            "kept_weights": evaluation.best_weights,
             "evaluations": report.evaluations,
         }
         return model
@@ -494,8 +505,8 @@ class _Evaluation:
     """The evaluate() of a GAN run: Frechet distance of generated vs real features, a sample grid
     from fixed noise, and the best generator so far (by that distance)."""
 
-    def __init__(self, generator, pixels, label_ids, conditional, eval_samples, device, feature_net):
-        self.generator, self.device, self.conditional = generator, device, conditional
+    def __init__(self, generator, averaged, pixels, label_ids, conditional, eval_samples, device, feature_net):
+        self.generator, self.averaged, self.device, self.conditional = generator, averaged, device, conditional
         rng = torch.Generator().manual_seed(EVAL_SEED)
         count = min(eval_samples, len(pixels))
         chosen = torch.randperm(len(pixels), generator=rng)[:count]
@@ -523,24 +534,70 @@ class _Evaluation:
         )
         self.grids: Dict[str, bytes] = {}
         self.best_score, self.best_grid, self.best_state = math.inf, None, copy.deepcopy(generator.state_dict())
+        self.best_weights = "trained"
+
+    @torch.inference_mode()
+    def _score(self, net) -> float:
+        fakes = torch.cat([
+            net(self.noise[start : start + 500], None if self.labels is None else self.labels[start : start + 500]).float()
+            for start in range(0, len(self.noise), 500)
+        ])
+        return frechet_distance(*statistics(extract_features(self.feature_net.features, fakes)), *self.real_stats)
 
     def __call__(self) -> Dict[str, float]:
         was_training = self.generator.training
         self.generator.eval()
+        candidates = {"trained": (self._score(self.generator), self.generator)}
+        if self.averaged is not None:
+            net = self.averaged.with_standing_statistics()
+            candidates["averaged"] = (self._score(net), net)
+        weights = min(candidates, key=lambda key: candidates[key][0])
+        score, net = candidates[weights]
         with torch.inference_mode():
-            fakes = torch.cat([
-                self.generator(self.noise[start : start + 500], None if self.labels is None else self.labels[start : start + 500]).float()
-                for start in range(0, len(self.noise), 500)
-            ])
-            score = frechet_distance(*statistics(extract_features(self.feature_net.features, fakes)), *self.real_stats)
-            grid = self.generator(self.grid_noise, self.grid_labels)
+            grid = net(self.grid_noise, self.grid_labels)
         self.generator.train(was_training)
         name = f"{SAMPLES_DIR}/eval-{len(self.grids):02d}.png"
         self.grids[name] = encode(tile(to_uint8(grid), self.grid_columns), "png")
         if score < self.best_score:
-            self.best_score, self.best_state = score, copy.deepcopy(self.generator.state_dict())
+            self.best_score, self.best_state, self.best_weights = score, copy.deepcopy(net.state_dict()), weights
             self.best_grid = name
-        return {"frechet_distance": round(score, 4), "sample_grid": name}
+        result = {"frechet_distance": round(candidates["trained"][0], 4), "sample_grid": name}
+        if self.averaged is not None:
+            result["frechet_distance_averaged"] = round(candidates["averaged"][0], 4)
+        return result
+
+
+class AveragedGenerator:
+    """An exponential moving average of a generator's weights (as ProGAN, BigGAN and StyleGAN
+    serve): it wanders less than the adversarially trained weights. Averaged weights make other
+    activations than the BatchNorm running statistics saw, so those are measured anew over
+    seeded noise ("standing statistics", BigGAN) before the average is scored or kept."""
+
+    def __init__(self, generator: Generator, decay: float, batches: int = 32, batch_size: int = 64):
+        self.decay, self.batches, self.batch_size = decay, batches, batch_size
+        self.net = copy.deepcopy(generator).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, generator: Generator) -> None:
+        for average, current in zip(self.net.parameters(), generator.parameters()):
+            average.lerp_(current.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def with_standing_statistics(self) -> Generator:
+        net, norms = self.net, [layer for layer in self.net.modules() if isinstance(layer, torch.nn.BatchNorm2d)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a plain mean over the batches below
+        net.train()
+        rng = torch.Generator().manual_seed(EVAL_SEED)
+        device = next(net.parameters()).device
+        for _ in range(self.batches):
+            noise = torch.randn(self.batch_size, net.nz, generator=rng).to(device)
+            labels = torch.randint(0, net.num_classes, (self.batch_size,), generator=rng).to(device) if net.num_classes else None
+            net(noise, labels)
+        for norm in norms:
+            norm.momentum = 0.1
+        return net.eval()
 
 
 def _shuffled_batches(pixels: torch.Tensor, label_ids: torch.Tensor, batch_size: int, seed: int) -> Iterator[dict]:
@@ -554,7 +611,7 @@ def _shuffled_batches(pixels: torch.Tensor, label_ids: torch.Tensor, batch_size:
             yield {"images": to_unit_range(pixels[chosen]), "labels": label_ids[chosen]}
 
 
-def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images):
+def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay):
     for name, value in (("nz", nz), ("ngf", ngf), ("ndf", ndf), ("batch_size", batch_size), ("eval_samples", eval_samples), ("max_images", max_images)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
@@ -566,6 +623,8 @@ def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_siz
         raise ValueError(f"beta1 must be in [0, 1), got {beta1}")
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if not 0 <= ema_decay < 1:
+        raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {ema_decay}")
     if len(images) < batch_size:
         raise ValueError(f"the training data has {len(images)} images, fewer than one batch ({batch_size}): lower batch_size")
 
