@@ -156,6 +156,7 @@ def test_a_bad_pair_is_named(pairs, message, toy_encoder_dir):
 def test_fine_tuning_a_given_seq2seq_model(tiny_translator_dir):
     tuned = Translator.train(PAIRS, base_model=tiny_translator_dir, max_steps=3, batch_size=16, val_fraction=0.2)
     assert tuned.metrics["steps"] == 3 and not tuned.metrics["recipe"]["freeze_encoder"]
+    assert tuned.metrics["recipe"]["encoder_learning_rate"] is None  # a given model is tuned whole at one rate
     assert {"val_loss", "val_bleu", "val_chrf"} <= set(tuned.metrics["validation"])
 
 
@@ -182,10 +183,15 @@ def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_
     before = Translator.train(PAIRS, encoder_model=toy_encoder_dir, **recipe)
     tuned = Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=1, **recipe)
     assert tuned.metrics["recipe"]["tuned_encoder_layers"] == 1
+    assert tuned.metrics["recipe"]["encoder_learning_rate"] == pytest.approx(recipe["learning_rate"] / 10)
+    assert before.metrics["recipe"]["encoder_learning_rate"] is None  # nothing of the encoder trained
     first, *_, top = encoder_layers(tuned.model.get_encoder())[1]
     first_before, *_, top_before = encoder_layers(before.model.get_encoder())[1]
     changed = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert changed(top, top_before) and not changed(first, first_before)  # only the top layer was trained
+    whole = Translator.train(PAIRS, encoder_model=toy_encoder_dir, freeze_encoder=False, **recipe)
+    assert whole.metrics["recipe"]["encoder_learning_rate"] == pytest.approx(recipe["learning_rate"] / 10)
+    assert changed(encoder_layers(whole.model.get_encoder())[1][0], first_before)  # all of it trained
     tuned.save(str(tmp_path / "tuned"))
     assert Translator.load(str(tmp_path / "tuned")).translate_all(["the cat"]) == tuned.translate_all(["the cat"])
     layer_count = len(encoder_layers(tuned.model.get_encoder())[1])

@@ -70,7 +70,7 @@ DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 512
 DEFAULT_MAX_NUM_BEAMS = 8
 DEFAULT_BATCH_SIZE = 16
-TUNED_ENCODER_RATE = 0.1  # tuned_encoder_layers learn at this share of the decoder's learning rate
+TUNED_ENCODER_RATE = 0.1  # a new decoder's pretrained encoder learns at this share of its learning rate
 # Where a long input is cut into sentences: after . ! ? (and a closing quote or bracket) and spaces.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 TARGET_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
@@ -701,8 +701,8 @@ class Translator(ModuleBase):
             freeze_encoder: No base_model only: keep the pretrained encoder fixed (its states are then
                 computed once per batch and reused); false trains it too.
             tuned_encoder_layers: No base_model, freeze_encoder only: still train the top N encoder
-                layers, over the cached states of the layers below them, at a tenth of
-                learning_rate (0: none).
+                layers, over the cached states of the layers below them (0: none). Trained encoder
+                layers learn at a tenth of learning_rate.
             target_vocab_size: No base_model only: subword vocabulary of the target side, trained here.
             decoder_layers: No base_model only: decoder layers (the decoder's width is the encoder's).
             decoder_heads: No base_model only: attention heads per decoder layer.
@@ -811,9 +811,12 @@ class Translator(ModuleBase):
         def evaluate() -> Dict[str, float]:
             return translator._validate(validation, max_eval_sentences, max_source_tokens, max_target_tokens)
 
-        # Pretrained encoder layers tuned beside a new decoder take a tenth of its rate: at the
-        # decoder's 7e-4 they lose what they knew before the decoder has learnt to read them.
-        tuned_parameters = {id(parameter) for parameter in encoder.parameters() if parameter.requires_grad} if tuned else set()
+        # Pretrained encoder layers trained beside a new decoder (its top layers, or all of it with
+        # freeze_encoder false) take a tenth of its rate: at the decoder's 7e-4 they lose what they
+        # knew before the decoder has learnt to read them. A given base_model is tuned whole at one rate.
+        tuned_parameters = set()
+        if not base_model:
+            tuned_parameters = {id(parameter) for parameter in encoder.parameters() if parameter.requires_grad}
         trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
         groups = [{"params": [p for p in trained if id(p) not in tuned_parameters], "lr": learning_rate}]
         if tuned_parameters:
@@ -849,6 +852,7 @@ class Translator(ModuleBase):
                 "max_target_tokens": max_target_tokens,
                 "batch_size": batch_size,
                 "learning_rate": learning_rate,
+                "encoder_learning_rate": learning_rate * TUNED_ENCODER_RATE if tuned_parameters else None,
                 "weight_decay": weight_decay,
                 "label_smoothing": label_smoothing,
                 "grad_clip": grad_clip,
