@@ -2,8 +2,9 @@
 pages, its UI catalogs and the FreeDict dictionary (`make data` unpacks the Debian packages).
 
 The pretrained MiniLM-L6 encoder (packaged, English) is frozen below its top two layers, whose
-input states are computed once per batch (the top two are trained over them); a 3-layer decoder with cross-attention and an 8k Indonesian BPE vocabulary are trained from
-scratch, bounded by the clock. The held-out help sentences and UI strings (a hash split of the
+input states are computed once per batch (the top two are trained over them); a 3-layer decoder
+with cross-attention and an 8k Indonesian BPE vocabulary are trained from scratch, bounded by the
+clock. The held-out help sentences and UI strings (a hash split of the
 English text, see toolkit/offline_data/en_id.py) are scored with sacrebleu's BLEU and chrF, for
 greedy decoding and for 4 beams.
 """
@@ -65,9 +66,9 @@ def build_translator_en_id(
     test = {}
     for name, pairs in (("help", splits.help_test), ("ui", splits.ui_test)):
         pairs = pairs[:max_test_sentences] if max_test_sentences else pairs
-        references = [[target for _, target in pairs]]
-        greedy = translator.translate_all([source for source, _ in pairs])
-        beams = translator.translate_all([source for source, _ in pairs], num_beams=TEST_BEAMS)
+        sources, references = [source for source, _ in pairs], [[target for _, target in pairs]]
+        greedy = translator.translate_all(sources)
+        beams = translator.translate_all(sources, num_beams=TEST_BEAMS)
         test[name] = {
             "sentences": len(pairs),
             "bleu": round(sacrebleu.corpus_bleu(greedy, references).score, 2),
@@ -84,14 +85,11 @@ def build_translator_en_id(
             "dataset": "LibreOffice 7.4 help pages (en-US + id) and UI catalogs (Debian libreoffice-help-en-us, "
             "libreoffice-help-id, libreoffice-l10n-id), FreeDict eng-ind (dict-freedict-eng-ind)",
             "source_pairs": splits.sources,
-            "test_help_bleu": test["help"]["bleu"],
-            "test_help_chrf": test["help"]["chrf"],
-            "test_ui_bleu": test["ui"]["bleu"],
-            "test_ui_chrf": test["ui"]["chrf"],
-            f"test_help_bleu_{TEST_BEAMS}_beams": test["help"][f"bleu_{TEST_BEAMS}_beams"],
-            f"test_help_chrf_{TEST_BEAMS}_beams": test["help"][f"chrf_{TEST_BEAMS}_beams"],
-            f"test_ui_bleu_{TEST_BEAMS}_beams": test["ui"][f"bleu_{TEST_BEAMS}_beams"],
-            f"test_ui_chrf_{TEST_BEAMS}_beams": test["ui"][f"chrf_{TEST_BEAMS}_beams"],
+            **{  # test_help_bleu ... test_ui_chrf_4_beams
+                f"test_{name}_{score}": test[name][score]
+                for name in ("help", "ui")
+                for score in ("bleu", "chrf", f"bleu_{TEST_BEAMS}_beams", f"chrf_{TEST_BEAMS}_beams")
+            },
             "test": test,
             "test_seconds": round(time.monotonic() - scored_at, 1),
             "build_seconds": round(time.monotonic() - started, 1),

@@ -758,6 +758,7 @@ class Translator(ModuleBase):
         for parameter in encoder.parameters():
             parameter.requires_grad_(not frozen)
         tuned = tuned_encoder_layers if frozen else 0
+        cached_layers = None  # with tuned top layers: how many layers below them are cached
         if tuned:
             layers = encoder_layers(encoder)[1]
             if tuned >= len(layers):
@@ -765,8 +766,8 @@ class Translator(ModuleBase):
                     f"tuned_encoder_layers must be below the encoder's {len(layers)} layers (freeze_encoder false "
                     f"trains them all), got {tuned}"
                 )
-            layers[len(layers) - tuned :].requires_grad_(True)
-        cached_layers = len(encoder_layers(encoder)[1]) - tuned if tuned else None
+            cached_layers = len(layers) - tuned
+            layers[cached_layers:].requires_grad_(True)
         batches = translator._training_batches(pairs, batch_size, max_source_tokens, max_target_tokens)
         steps_per_epoch = len(batches)
         total_steps = max_steps if max_steps > 0 else epochs * steps_per_epoch
