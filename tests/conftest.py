@@ -111,7 +111,7 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir, tiny_translator_d
     generator.save(str(directory / TINY_CHAR_ID))
     # Tiny stand-ins under the default models' names, for README's examples (tests/test_readme.py).
     shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment")
-    shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment-mpnet")
+    shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment-minilm")
     austen = CharTextGenerator.train(
         [char_training_text() + "\n" + README_PROMPT_LINES], max_new_tokens_limit=4096, **TINY_CHAR_RECIPE
     )
