@@ -3,9 +3,9 @@
 import json
 import os
 
-from caikit_genai import SentimentClassifier
 import pytest
 
+from caikit_genai import SentimentClassifier
 from caikit_genai.bootstrap import SENTIMENT_RECIPE, BUILDERS, build_sentiment, build_sentiment_minilm, main, sentiment_splits
 from caikit_genai.toolkit.offline_data.rotten_tomatoes import rotten_tomatoes_snippets
 

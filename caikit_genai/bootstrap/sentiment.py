@@ -113,7 +113,7 @@ def build_sentiment_minilm(
         raise FileNotFoundError(f"sentiment-minilm is distilled from {teacher_path}, which is not built: run `make models` first")
     teacher = SentimentClassifier.load(teacher_path)
     train, validation, test = sentiment_splits(limit)
-    unlabelled = rotten_tomatoes_plot_sentences()[:limit] if limit else rotten_tomatoes_plot_sentences()
+    unlabelled = rotten_tomatoes_plot_sentences()[: limit or None]
     recipe = {**SENTIMENT_MINILM_RECIPE, **overrides}
     log.info("sentiment-minilm: distilled from %s, %d unlabelled sentences, %s", teacher_path, len(unlabelled), recipe)
     student = SentimentClassifier.train(
