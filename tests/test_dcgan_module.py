@@ -31,14 +31,27 @@ def untrained():
 
 @pytest.mark.parametrize("size, channels", [(28, 1), (32, 3), (64, 1), (16, 3)])
 @pytest.mark.parametrize("num_classes", [0, 10])
-def test_nets_make_and_judge_images_of_each_size(size, channels, num_classes):
-    generator = Generator(size, channels, nz=100, ngf=8, num_classes=num_classes)
-    discriminator = Discriminator(size, channels, ndf=8, num_classes=num_classes)
+@pytest.mark.parametrize("hidden_features", [0, 32])
+def test_nets_make_and_judge_images_of_each_size(size, channels, num_classes, hidden_features):
+    generator = Generator(size, channels, nz=100, ngf=8, num_classes=num_classes, hidden_features=hidden_features)
+    discriminator = Discriminator(size, channels, ndf=8, num_classes=num_classes, hidden_features=hidden_features)
     labels = torch.tensor([0, num_classes - 1]) if num_classes else None
     images = generator(torch.randn(2, 100), labels)
     assert images.shape == (2, channels, size, size)
     assert images.min() >= -1 and images.max() <= 1
     assert discriminator(images, labels).shape == (2,)
+    hidden_layers = [layer for net in (generator, discriminator) for layer in net.modules() if isinstance(layer, torch.nn.Linear)]
+    assert [layer.out_features for layer in hidden_layers][::2] == ([hidden_features] * 2 if hidden_features else [])
+
+
+def test_a_generator_with_a_hidden_layer_round_trips_through_its_model_dir(tmp_path):
+    with seeded(0):
+        generator = Generator(image_size=28, channels=1, nz=8, ngf=8, num_classes=3, hidden_features=16)
+    model = DCGANImageGenerator(generator, CLASSES, max_images=8)
+    model.save(str(tmp_path / "hidden"))
+    loaded = DCGANImageGenerator.load(str(tmp_path / "hidden"))
+    assert loaded.generator.hyperparameters()["hidden_features"] == 16
+    assert loaded.run(3, seed=5).images[2].image_data == model.run(3, seed=5).images[2].image_data
 
 
 def test_a_size_the_nets_cannot_make_is_refused():
@@ -165,6 +178,16 @@ def test_the_same_seed_trains_the_same_generator():
     assert runs[0].run(2, seed=0).images[1].image_data == runs[1].run(2, seed=0).images[1].image_data
 
 
+def test_training_with_hidden_layers_keeps_them_in_the_saved_generator(tmp_path):
+    images, labels = dcgan_training_images(32)
+    model = DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "max_steps": 3, "hidden_features": 24, "ema_decay": 0.9})
+    assert model.metrics["recipe"]["hidden_features"] == 24
+    assert [layer.out_features for layer in model.generator.modules() if isinstance(layer, torch.nn.Linear)][0] == 24
+    model.save(str(tmp_path / "hidden"))
+    loaded = DCGANImageGenerator.load(str(tmp_path / "hidden"))
+    assert loaded.run(2, seed=3, label="square").images[1].image_data == model.run(2, seed=3, label="square").images[1].image_data
+
+
 def test_an_averaged_generator_is_scored_beside_the_trained_one_and_the_better_kept():
     images, labels = dcgan_training_images(48)
     with seeded(0):
@@ -177,19 +200,24 @@ def test_an_averaged_generator_is_scored_beside_the_trained_one_and_the_better_k
     assert model.metrics["recipe"]["ema_decay"] == 0.5
 
 
-def test_the_average_moves_by_one_minus_decay_and_measures_its_own_batchnorm_statistics():
+@pytest.mark.parametrize("hidden_features", [0, 16])
+def test_the_average_warms_up_then_moves_by_one_minus_decay_and_measures_its_own_batchnorm_statistics(hidden_features):
     with seeded(0):
-        generator = Generator(image_size=16, channels=1, nz=8, ngf=8, num_classes=3)
+        generator = Generator(image_size=16, channels=1, nz=8, ngf=8, num_classes=3, hidden_features=hidden_features)
     averaged = AveragedGenerator(generator, decay=0.75, batches=4, batch_size=8)
-    before = [parameter.clone() for parameter in averaged.net.parameters()]
-    with torch.no_grad():
-        for parameter in generator.parameters():
-            parameter.add_(1.0)
-    averaged.update(generator)
-    for old, new, current in zip(before, averaged.net.parameters(), generator.parameters()):
-        torch.testing.assert_close(new, 0.75 * old + 0.25 * current)
+    for updates, decay in ((0, 0.1), (100, 0.75)):  # min(decay, (1 + t) / (10 + t)) at update t
+        averaged.updates = updates
+        before = [parameter.clone() for parameter in averaged.net.parameters()]
+        with torch.no_grad():
+            for parameter in generator.parameters():
+                parameter.add_(1.0)
+        averaged.update(generator)
+        for old, new, current in zip(before, averaged.net.parameters(), generator.parameters()):
+            torch.testing.assert_close(new, decay * old + (1 - decay) * current)
+    assert averaged.updates == 101
     net = averaged.with_standing_statistics()
-    norms = [layer for layer in net.modules() if isinstance(layer, torch.nn.BatchNorm2d)]
+    norms = [layer for layer in net.modules() if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len([norm for norm in norms if isinstance(norm, torch.nn.BatchNorm1d)]) == (2 if hidden_features else 0)
     assert not net.training and norms and all(int(norm.num_batches_tracked) == 4 for norm in norms)
     assert all(norm.momentum == 0.1 for norm in norms)
     again = [norm.running_mean.clone() for norm in norms]
@@ -239,6 +267,10 @@ def test_bad_training_arguments():
         read_training_images(images, image_size=30)
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
         DCGANImageGenerator.train((images, labels), batch_size=4, ema_decay=1.0)
+    with pytest.raises(ValueError, match="hidden_features must be 0"):
+        DCGANImageGenerator.train((images, labels), batch_size=4, hidden_features=-1)
+    with pytest.raises(ValueError, match="hidden_features needs batch_size >= 2"):
+        DCGANImageGenerator.train((images, labels), batch_size=1, hidden_features=8)
 
 
 def _png(image):

@@ -334,6 +334,7 @@ class DCGANImageGenerator(ModuleBase):
         eval_samples: int = 1000,
         max_images: int = DEFAULT_MAX_IMAGES,
         ema_decay: float = DEFAULT_EMA_DECAY,
+        hidden_features: int = 0,
     ) -> "DCGANImageGenerator":
         """Train a DCGAN (a cDCGAN when the images have class labels) from scratch.
 
@@ -367,13 +368,15 @@ class DCGANImageGenerator(ModuleBase):
             ema_decay: Also keep an exponential moving average of the generator's weights
                 with this decay per step (0: none). Each evaluation scores it beside the
                 generator itself, and the better of the two is kept.
+            hidden_features: Width of one fully connected layer added to each net (0: none,
+                pytorch/examples' nets; 1024: the InfoGAN nets Lucic et al. 2018 measure on).
         """
         images, labels = read_training_images(training_data, image_size, channels)
         return cls.train_arrays(
             images, labels, nz=nz, ngf=ngf, ndf=ndf, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             learning_rate=learning_rate, beta1=beta1, label_smoothing=label_smoothing, conditional=conditional,
             seed=seed, device=device, max_seconds=max_seconds, eval_every=eval_every, eval_samples=eval_samples,
-            max_images=max_images, ema_decay=ema_decay,
+            max_images=max_images, ema_decay=ema_decay, hidden_features=hidden_features,
         )
 
     @classmethod
@@ -399,13 +402,14 @@ class DCGANImageGenerator(ModuleBase):
         eval_samples: int = 1000,
         max_images: int = DEFAULT_MAX_IMAGES,
         ema_decay: float = DEFAULT_EMA_DECAY,
+        hidden_features: int = 0,
         feature_net: Optional[ImageClassifier] = None,
         progress_description: str = "dcgan",
     ) -> "DCGANImageGenerator":
         """train() on images already read: uint8 [n, size, size, channels] and a label per image
         (or None). `feature_net` gives the Frechet distance's features (default: a fixed, seeded,
         untrained CNN of the same shape, which still ranks checkpoints)."""
-        _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay)
+        _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay, hidden_features)
         if conditional and not labels:
             raise ValueError("conditional training needs a class label on every image")
         class_names = sorted(set(labels)) if labels and conditional is not False else []
@@ -416,8 +420,8 @@ class DCGANImageGenerator(ModuleBase):
 
         target = resolve_device(device)
         torch.manual_seed(seed)
-        generator = Generator(size, channel_count, nz, ngf, len(class_names)).to(target)
-        discriminator = Discriminator(size, channel_count, ndf, len(class_names)).to(target)
+        generator = Generator(size, channel_count, nz, ngf, len(class_names), hidden_features).to(target)
+        discriminator = Discriminator(size, channel_count, ndf, len(class_names), hidden_features).to(target)
         nets = torch.nn.ModuleDict({"generator": generator, "discriminator": discriminator})
         # Data-parallel ranks start from rank 0's weights (the loop broadcasts them) but draw
         # their own noise.
@@ -478,6 +482,7 @@ class DCGANImageGenerator(ModuleBase):
                 "image_size": size, "channels": channel_count, "nz": nz, "ngf": ngf, "ndf": ndf, "batch_size": batch_size,
                 "learning_rate": learning_rate, "beta1": beta1, "label_smoothing": label_smoothing,
                 "conditional": conditional_run, "seed": seed, "max_seconds": max_seconds, "ema_decay": ema_decay,
+                "hidden_features": hidden_features,
             },
             "class_names": class_names,
             "generator_parameters": sum(p.numel() for p in generator.parameters()),
@@ -571,20 +576,25 @@ class AveragedGenerator:
     """An exponential moving average of a generator's weights (as ProGAN, BigGAN and StyleGAN
     serve): it wanders less than the adversarially trained weights. Averaged weights make other
     activations than the BatchNorm running statistics saw, so those are measured anew over
-    seeded noise ("standing statistics", BigGAN) before the average is scored or kept."""
+    seeded noise ("standing statistics", BigGAN) before the average is scored or kept. The decay
+    warms up as TensorFlow's ExponentialMovingAverage does with num_updates, min(decay, (1 + t) /
+    (10 + t)) at update t, so the random initial weights do not linger in a short run's average."""
 
     def __init__(self, generator: Generator, decay: float, batches: int = 32, batch_size: int = 64):
         self.decay, self.batches, self.batch_size = decay, batches, batch_size
+        self.updates = 0
         self.net = copy.deepcopy(generator).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, generator: Generator) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         for average, current in zip(self.net.parameters(), generator.parameters()):
-            average.lerp_(current.detach(), 1.0 - self.decay)
+            average.lerp_(current.detach(), 1.0 - decay)
 
     @torch.no_grad()
     def with_standing_statistics(self) -> Generator:
-        net, norms = self.net, [layer for layer in self.net.modules() if isinstance(layer, torch.nn.BatchNorm2d)]
+        net, norms = self.net, [layer for layer in self.net.modules() if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # a plain mean over the batches below
@@ -611,7 +621,7 @@ def _shuffled_batches(pixels: torch.Tensor, label_ids: torch.Tensor, batch_size:
             yield {"images": to_unit_range(pixels[chosen]), "labels": label_ids[chosen]}
 
 
-def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay):
+def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_size, learning_rate, beta1, label_smoothing, eval_samples, max_images, ema_decay, hidden_features):
     for name, value in (("nz", nz), ("ngf", ngf), ("ndf", ndf), ("batch_size", batch_size), ("eval_samples", eval_samples), ("max_images", max_images)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
@@ -623,6 +633,10 @@ def _check_training_arguments(images, nz, ngf, ndf, epochs, max_steps, batch_siz
         raise ValueError(f"beta1 must be in [0, 1), got {beta1}")
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if hidden_features < 0:
+        raise ValueError(f"hidden_features must be 0 (no hidden layer) or more, got {hidden_features}")
+    if hidden_features and batch_size < 2:
+        raise ValueError("hidden_features needs batch_size >= 2: its BatchNorm1d layers cannot normalise one image")
     if not 0 <= ema_decay < 1:
         raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {ema_decay}")
     if len(images) < batch_size:
