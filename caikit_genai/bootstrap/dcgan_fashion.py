@@ -53,9 +53,9 @@ DCGAN_FASHION_RECIPE = {
     "eval_every": 500,
     "eval_samples": 2000,
     "seed": 42,
-    # An average of the generator's weights, scored beside them at each evaluation: at step 2,000
-    # it measured FD 66.6 against the weights' own 83.7 (the weights wander from one thousand
-    # steps to the next; the average less).
+    # An average of the generator's weights, scored beside them at each evaluation: at step 3,000
+    # it measured FD 3.07 against the weights' own 7.49 (the weights wander from one evaluation to
+    # the next; the average less).
     "ema_decay": 0.999,
 }
 CLASSIFIER_RECIPE = {"epochs": 2, "batch_size": 128, "learning_rate": 1e-3, "seed": 0}
