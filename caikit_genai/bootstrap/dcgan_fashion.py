@@ -34,9 +34,10 @@ CLASSIFIER_FILE = "quality_classifier.pt"
 # pytorch/examples' dcgan defaults (nz 100, ngf = ndf = 64, batch 64, Adam 2e-4, beta1 0.5) at
 # Fashion-MNIST's own 28x28, conditional on the class, with the FC 1024 layer of Lucic et al.'s
 # InfoGAN nets in each (hidden_features): Inception FID 91 at 1,229 steps (7 minutes) where the
-# pytorch/examples nets stayed near 130 from 2,000 to 4,000 steps (1,000 vs 2,000 test images). The GAN trains for whatever is left of
-# DCGAN_FASHION_BUILD_SECONDS once the classifier is trained, less DCGAN_FIGURES_SECONDS for the
-# final figures: on a slower machine the GAN trains for less time, the build does not take longer.
+# pytorch/examples nets stayed near 130 from 2,000 to 4,000 steps (1,000 vs 2,000 test images).
+# The GAN trains for whatever is left of DCGAN_FASHION_BUILD_SECONDS once the classifier is
+# trained, less DCGAN_FIGURES_SECONDS for the final figures: on a slower machine the GAN trains
+# for less time, the build does not take longer.
 # (28x28 beat 32x32 padded per minute here: classifier FD 69 vs 85 after 5 minutes each.)
 DCGAN_FASHION_BUILD_SECONDS = 20 * 60
 DCGAN_FIGURES_SECONDS = 90
