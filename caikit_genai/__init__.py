@@ -3,7 +3,11 @@
 from . import data_model, modules, tasks
 from .modules import AttentionInspector, CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
 from .toolkit import runtime_patches
+from .toolkit.cpu_limit import size_torch_threads
 from .toolkit.thread_safe import make_hf_loading_thread_safe
+
+# In a container, as many torch threads as its CPU limit allows, not the node's cores.
+size_torch_threads()
 
 # Many threads load Hugging Face models at once in the runtime (see toolkit/thread_safe.py).
 make_hf_loading_thread_safe()

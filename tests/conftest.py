@@ -277,6 +277,18 @@ def runtime(models_dir, tmp_path_factory, tgis_stand_in):
         del grpc_server
 
 
+@pytest.fixture
+def management_on(runtime):
+    """The shared runtime with model management turned on (off in runtime_config.yaml) for one test."""
+    import caikit
+
+    caikit.configure(config_dict={"genai": {"model_management": {"enabled": True}}})
+    try:
+        yield runtime
+    finally:
+        caikit.configure(config_dict={"genai": {"model_management": {"enabled": False}}})
+
+
 def _wait_for_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -254,7 +254,8 @@ def test_a_name_that_is_no_model_dir_is_not_found_not_a_path(runtime):
     assert response.status_code == 404, response.text
 
 
-def test_undeploy_cannot_delete_outside_models_dir(runtime):
+def test_undeploy_cannot_delete_outside_models_dir(management_on):
+    runtime = management_on
     victim = Path(runtime.models_dir).parent / "victim"
     victim.mkdir(exist_ok=True)
     (victim / "keep.txt").write_text("precious")
@@ -264,7 +265,8 @@ def test_undeploy_cannot_delete_outside_models_dir(runtime):
     assert (victim / "keep.txt").read_text() == "precious"
 
 
-def test_deploy_cannot_write_outside_models_dir(runtime):
+def test_deploy_cannot_write_outside_models_dir(management_on):
+    runtime = management_on
     body = {"model_id": "../deployed-outside", "model_files": [{"filename": "config.yml", "data": "bW9kdWxlX2lkOiB4"}]}
     response = requests.post(f"{runtime.http_url}/management/models", json=body, timeout=30)
     assert response.status_code == 400, response.text
@@ -275,7 +277,8 @@ def test_deploy_cannot_write_outside_models_dir(runtime):
     assert not (Path(runtime.models_dir).parent.parent / "escaped.yml").exists()
 
 
-def test_model_mesh_load_cannot_load_from_outside_models_dir(runtime, model_outside_models_dir):
+def test_model_mesh_load_cannot_load_from_outside_models_dir(management_on, model_outside_models_dir):
+    runtime = management_on
     stub = model_runtime_pb2_grpc.ModelRuntimeStub(runtime.channel)
     request = model_runtime_pb2.LoadModelRequest(
         modelId="mesh-outside", modelPath=model_outside_models_dir, modelType="standalone"

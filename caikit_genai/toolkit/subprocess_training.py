@@ -3,6 +3,8 @@
 Plugged in through caikit's own `import_class` extension point (`model_management.trainers`),
 so every train call goes through it: the runtime's train RPCs and HTTP routes, and the batch
 entry point `python -m caikit.runtime.train` run with this config. Before a job starts it checks:
+- fewer trainings run than `genai.training.max_concurrent_trainings` (past it: RESOURCE_EXHAUSTED,
+  HTTP 503, at once; trainings are not queued);
 - the model name is one safe path segment (caikit joins it onto `training.output_dir`
   unchecked, and a save replaces what is there);
 - no model dir of that name exists, and no running job writes one, unless
@@ -59,6 +61,7 @@ MODEL_ARGUMENTS = ("teacher_model",)
 # directory inside BASE_MODELS_SETTING.
 BASE_MODEL_ARGUMENTS = ("base_model", "encoder_model")
 BASE_MODELS_SETTING = "genai.training.base_models_dir"
+MAX_TRAININGS_SETTING = "genai.training.max_concurrent_trainings"
 HUB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 # The file formats caikit's directory source reads.
 DIRECTORY_EXTENSIONS = ("json", "jsonl", "csv")
@@ -207,6 +210,8 @@ class PortableLocalTrainer(LocalModelTrainer):
     their runtime."""
 
     name = "GENAI_LOCAL"
+    # Held from the count of running trainings until the new one is among them.
+    _start_lock = threading.Lock()
 
     class LocalModelFuture(LocalModelTrainer.LocalModelTrainFuture):
         def __init__(self, *args, **kwargs):
@@ -221,8 +226,6 @@ class PortableLocalTrainer(LocalModelTrainer):
     def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
         if model_name is not None:
             check_model_name(model_name)
-            if save_path and not save_with_id:
-                self._check_free(os.path.join(str(save_path), model_name), model_name)
         for key in MODEL_ARGUMENTS:
             if kwargs.get(key):
                 kwargs[key] = served_model_dir(kwargs[key], key)
@@ -230,14 +233,28 @@ class PortableLocalTrainer(LocalModelTrainer):
             if kwargs.get(key):
                 kwargs[key] = request_base_model(kwargs[key], key, _models_dir(), _training_settings().get("base_models_dir"))
         base_dir = training_data_dir()
-        return super().train(
-            module_class,
-            *(self._portable(arg, base_dir, f"argument {index}") for index, arg in enumerate(args)),
-            save_path=save_path,
-            save_with_id=save_with_id,
-            model_name=model_name,
-            **{key: self._portable(value, base_dir, key) for key, value in kwargs.items()},
-        )
+        args = [self._portable(arg, base_dir, f"argument {index}") for index, arg in enumerate(args)]
+        kwargs = {key: self._portable(value, base_dir, key) for key, value in kwargs.items()}
+        with self._start_lock:
+            if model_name is not None and save_path and not save_with_id:
+                self._check_free(os.path.join(str(save_path), model_name), model_name)
+            self._check_capacity()
+            return super().train(
+                module_class, *args, save_path=save_path, save_with_id=save_with_id, model_name=model_name, **kwargs
+            )
+
+    def _check_capacity(self) -> None:
+        """RESOURCE_EXHAUSTED (HTTP 503) when the cap's worth of trainings already run: each
+        one is a process with its own model, data and optimizer in the pod's memory."""
+        cap = max_concurrent_trainings()
+        with self._futures_lock:
+            running = [future.id for future in self._futures.values() if not future.get_info().status.is_terminal]
+        if len(running) >= cap:
+            raise CaikitRuntimeException(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"{len(running)} training(s) already running, the most this runtime runs at once "
+                f"({MAX_TRAININGS_SETTING}: {cap}): try again when one ends, or cancel one",
+            )
 
     @staticmethod
     def _portable(value, base_dir: str, what: str):
@@ -270,6 +287,14 @@ class PortableLocalTrainer(LocalModelTrainer):
 def _training_settings(config: Optional[dict] = None) -> dict:
     config = config or get_config()
     return (config.get("genai") or {}).get("training") or {}
+
+
+def max_concurrent_trainings(config: Optional[dict] = None) -> int:
+    value = _training_settings(config).get("max_concurrent_trainings", 1)
+    try:
+        return int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{MAX_TRAININGS_SETTING} must be a whole number, got {value!r}") from err
 
 
 def _replacing_allowed(config: Optional[dict] = None) -> bool:

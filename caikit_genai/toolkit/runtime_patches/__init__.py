@@ -24,6 +24,9 @@ Each mend's file says what caikit does wrong and what the mend does instead:
 12. data_model_lookup.py: caikit's data model lookup at start-up is retried when imports race it.
 13. failed_loads.py: a model that failed to load is remembered, listed with its reason, and not
     loaded again until its files change or a back-off runs out.
+14. model_management.py: deploying and undeploying models over the network is off unless
+    `genai.model_management.enabled`; when on, deploy never replaces a dir and undeploy deletes
+    only what deploy wrote. Applied first, so that mend 1's id and file-name checks wrap its deploy.
 
 Shared marks, the log channel and the lazy-sync flag are in _common.py.
 """
@@ -44,6 +47,7 @@ from .failed_loads import (
 )
 from .http_bodies import _mend_http_server
 from .http_request_errors import _request_errors_are_http_4xx
+from .model_management import DEPLOYED_MARKER, _model_management_is_opt_in, management_enabled
 from .model_paths import _guard_model_manager
 from .openapi_spec import _serve_completed_openapi_spec
 from .predict_checks import _check_predict_requests, _http_inputs_as_sent, check_model_task
@@ -53,6 +57,7 @@ from .undecodable_grpc import _undecodable_grpc_requests
 
 __all__ = [
     "DATA_MODEL_LOOKUP_TRIES",
+    "DEPLOYED_MARKER",
     "FIRST_RETRY_SECONDS",
     "LAST_RETRY_SECONDS",
     "LOAD_FAILURES",
@@ -67,12 +72,14 @@ __all__ = [
     "dir_fingerprint",
     "in_lazy_sync",
     "is_user_error",
+    "management_enabled",
     "retry_delay",
 ]
 
 
 def apply() -> None:
     """Apply every mend once; the HTTP ones only where caikit's HTTP extra is installed."""
+    _model_management_is_opt_in()
     _guard_model_manager()
     _data_model_lookup_survives_imports()
     _failed_loads_stay_failed()
