@@ -238,7 +238,11 @@ def runtime(models_dir, tmp_path_factory, tgis_stand_in):
             },
             "data_streams": {"file_source_base": str(training_data_dir)},
             # The tiny base models the tests train from live in pytest's temp dirs.
-            "genai": {"training": {"base_models_dir": str(tmp_path_factory.getbasetemp())}},
+            # Some tests run two trainings side by side; the default cap (1) is tested in a runtime
+            # of its own (test_safe_defaults.py).
+            "genai": {
+                "training": {"base_models_dir": str(tmp_path_factory.getbasetemp()), "max_concurrent_trainings": 4}
+            },
         },
     )
     if tgis_stand_in is not None:

@@ -1,5 +1,5 @@
 """Training through caikit's batch entry point, `python -m caikit.runtime.train`, as a Kubernetes
-Job runs it (deploy/training/train-job.yaml): data as files in the training data dir, the model
+Job runs it (deploy/training/job/train-job.yaml): data as files in the training data dir, the model
 saved under --save-path by --model-name. A user's mistake exits 1 with the reason in the
 termination log and leaves no model dir; a good run exits 0 and leaves a model that loads.
 """

@@ -1,5 +1,5 @@
 """Data-parallel training on CPU: two processes with the gloo backend, launched by `torchrun`
-exactly as deploy/training/pytorchjob.yaml's command runs it, with the environment the Kubeflow
+exactly as deploy/training/pytorchjob/pytorchjob.yaml's command runs it, with the environment the Kubeflow
 Training Operator would set (PET_*). The loss falls, the saved model loads and serves, only
 rank 0 writes, every rank ends with the same weights, and a run killed half-way leaves no model.
 """

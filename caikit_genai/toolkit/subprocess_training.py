@@ -31,6 +31,7 @@ runtime is gone. (A child killed on its own, as the OOM killer does, ends its jo
 caikit reads its exit status.)
 """
 
+import functools
 import glob
 import os
 import re
@@ -224,8 +225,12 @@ class PortableLocalTrainer(LocalModelTrainer):
             return super().run(*args, **kwargs)
 
     def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
+        free_check = None
         if model_name is not None:
             check_model_name(model_name)
+            if save_path and not save_with_id:
+                free_check = functools.partial(self._check_free, os.path.join(str(save_path), model_name), model_name)
+                free_check()  # before the data checks: the name is the first thing a caller fixes
         for key in MODEL_ARGUMENTS:
             if kwargs.get(key):
                 kwargs[key] = served_model_dir(kwargs[key], key)
@@ -236,8 +241,8 @@ class PortableLocalTrainer(LocalModelTrainer):
         args = [self._portable(arg, base_dir, f"argument {index}") for index, arg in enumerate(args)]
         kwargs = {key: self._portable(value, base_dir, key) for key, value in kwargs.items()}
         with self._start_lock:
-            if model_name is not None and save_path and not save_with_id:
-                self._check_free(os.path.join(str(save_path), model_name), model_name)
+            if free_check is not None:
+                free_check()  # again: another request may have taken the name since
             self._check_capacity()
             return super().train(
                 module_class, *args, save_path=save_path, save_with_id=save_with_id, model_name=model_name, **kwargs
