@@ -5,6 +5,7 @@ under autocast in bf16 (or fp16 with a loss scaler on GPUs without bf16).
 """
 
 import contextlib
+import os
 from typing import Optional
 
 import torch
@@ -60,3 +61,12 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# Overrides every served model's `device` (cpu, cuda, cuda:1): where a node's GPU is not for serving.
+DEVICE_OVERRIDE_ENV = "CAIKIT_GENAI_DEVICE"
+
+
+def serving_device(device: str = "auto") -> torch.device:
+    """The device a loaded model serves on: CAIKIT_GENAI_DEVICE when set, else `device`."""
+    return resolve_device(os.environ.get(DEVICE_OVERRIDE_ENV) or device)

@@ -100,3 +100,28 @@ def load_eager(path: str, target_tokenizer_path: Optional[str], options: dict):
     tokenizer = AutoTokenizer.from_pretrained(path, **options)
     target_tokenizer = AutoTokenizer.from_pretrained(target_tokenizer_path, **options) if target_tokenizer_path else None
     return tokenizer, model, target_tokenizer
+
+
+# The layout every Hugging Face-backed model dir here shares: config.yml names these subdirs.
+HF_SUBDIR = "hf_model"
+TARGET_TOKENIZER_SUBDIR = "target_tokenizer"
+
+
+def save_hf_model_dir(module, model_path: str, model, tokenizer, config: dict, metrics: dict, target_tokenizer=None) -> None:
+    """Write `module`'s model dir atomically: config.yml (with `config` and the layout's keys),
+    hf_model/ (weights and source tokenizer), an optional target_tokenizer/, and metrics.json."""
+    # pylint: disable=import-outside-toplevel
+    from caikit.core.modules import ModuleSaver
+
+    from .model_dir import atomic_model_dir, write_metrics
+
+    with atomic_model_dir(model_path) as partial_dir:
+        with ModuleSaver(module, model_path=partial_dir) as saver:
+            hf_dir = os.path.join(partial_dir, HF_SUBDIR)
+            model.save_pretrained(hf_dir)
+            tokenizer.save_pretrained(hf_dir)
+            layout = {"hf_model": HF_SUBDIR, "metrics": write_metrics(partial_dir, metrics)}
+            if target_tokenizer is not None:
+                target_tokenizer.save_pretrained(os.path.join(partial_dir, TARGET_TOKENIZER_SUBDIR))
+                layout["target_tokenizer"] = TARGET_TOKENIZER_SUBDIR
+            saver.update_config({**config, **layout})
