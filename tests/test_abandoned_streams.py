@@ -4,7 +4,7 @@ A client reads the first messages of a long stream and goes: a gRPC client cance
 HTTP client closes its connection mid-SSE. Each must stop the model's work (its generator is
 closed, the TGIS call it made is cancelled) and give back the request thread it held. caikit
 0.28.3 left HTTP stream workers blocked forever, and started each HTTP stream on the event loop,
-so a stream that waits for its first message (TGIS) stalled every HTTP client: runtime_patches/abandoned_streams.py,
+so a stream that waits for its first message (TGIS) stalled every HTTP client: runtime_mends/abandoned_streams.py,
 mend 3.
 
 One row of ROUTES per streaming route: a new streaming model is covered by adding its row. Each
@@ -206,6 +206,7 @@ def serving_fixture(runtime, tgis_stand_in):
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
+@pytest.mark.slow
 def test_abandoned_streams_stop_their_work_and_give_back_their_threads(serving, route):
     if route.needs_tgis and serving.tgis is None:
         pytest.skip("caikit-tgis-backend (the tgis extra) is not installed")

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from caikit_genai import CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
-from caikit_genai.toolkit.runtime_patches import is_user_error
+from caikit_genai.runtime_mends import is_user_error
 from conftest import REPO_ROOT
 from tiny_models import TINY_CHAR_RECIPE, TINY_TRANSLATOR_RECIPE, build_tiny_toy_encoder, char_training_text, sentiment_examples
 from tiny_models import dcgan_training_images, toy_translation_pairs
@@ -97,6 +97,7 @@ def run_batch_training(job_dirs, module_class, model_name, kwargs):
 
 
 @pytest.mark.parametrize("module_name", sorted(JOBS))
+@pytest.mark.slow
 def test_every_module_trains_through_the_batch_entry_point(module_name, job_dirs, tiny_bert_dir):
     module_class, data_file, lines, kwargs, use = JOBS[module_name](tiny_bert_dir)
     (job_dirs / "training_data" / data_file).write_text("\n".join(lines) + "\n")
@@ -115,6 +116,7 @@ def test_every_module_trains_through_the_batch_entry_point(module_name, job_dirs
         ("missing", "nowhere.jsonl", None, "does not exist in the training data dir"),
     ],
 )
+@pytest.mark.slow
 def test_a_users_mistake_exits_1_with_the_reason_and_no_model(job_dirs, tiny_bert_dir, model_name, data_file, contents, reason):
     if contents is not None:
         (job_dirs / "training_data" / data_file).write_text("\n".join(contents) + "\n")
@@ -126,6 +128,7 @@ def test_a_users_mistake_exits_1_with_the_reason_and_no_model(job_dirs, tiny_ber
     assert not (job_dirs / "escaped").exists()
 
 
+@pytest.mark.slow
 def test_a_model_name_that_exists_is_not_overwritten(job_dirs, tiny_bert_dir):
     (job_dirs / "models" / "taken").mkdir()
     (job_dirs / "models" / "taken" / "keep.txt").write_text("a model")

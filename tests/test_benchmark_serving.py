@@ -8,7 +8,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ATTENTION_MINILM_ID, REPO_ROOT, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID
+
+pytestmark = pytest.mark.slow
 
 WORKLOADS = {"sentiment": TINY_SENTIMENT_ID, "translation-list": TINY_TRANSLATOR_ID, "attention": ATTENTION_MINILM_ID}
 

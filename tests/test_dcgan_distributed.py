@@ -7,8 +7,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from caikit_genai import DCGANImageGenerator
 from conftest import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent(
     """

@@ -140,6 +140,7 @@ def test_the_train_rpc_has_the_generated_name(runtime):
     assert TRAIN_RPC in runtime.training_service.caikit_rpcs
 
 
+@pytest.mark.slow
 def test_train_from_an_image_folder_then_generate_by_name(runtime):
     write_image_folder(os.path.join(runtime.training_data_dir, "shapes"))
     training_id = start_training(runtime, "dcgan-from-folder", [{"path": "shapes"}], max_images=10)
@@ -159,6 +160,7 @@ def test_train_from_an_image_folder_then_generate_by_name(runtime):
     assert response.status_code == 400 and "between 1 and 10" in response.json()["details"]
 
 
+@pytest.mark.slow
 def test_train_from_streamed_image_bytes_unconditional(runtime):
     images, _ = dcgan_training_images(16)
     data = [{"image": {"image_data": png_bytes(image)}} for image in images]
@@ -189,6 +191,7 @@ def bad_data_cases(training_data_dir):
 
 
 @pytest.mark.parametrize("case", ["unreadable", "mixed sizes", "empty", "outside", "too few"])
+@pytest.mark.slow
 def test_bad_training_data_errors_with_a_reason_and_no_model(runtime, case):
     data, reason = bad_data_cases(runtime.training_data_dir)[case]
     name = "dcgan-bad-" + case.replace(" ", "-")

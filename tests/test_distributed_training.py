@@ -12,11 +12,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from caikit_genai import CharTextGenerator
 from conftest import REPO_ROOT, free_port
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
+
+pytestmark = pytest.mark.slow
 
 RANKS = 2
 

@@ -4,7 +4,7 @@
   is not there, truncated weights) fails alone: the other models serve, the log and
   `/info/models` name it with the reason, requests for it are NOT_FOUND with the reason, and
   neither requests nor the lazy loader's polls load it again until its files change or its
-  back-off runs out (runtime_patches/failed_loads.py, mend 13). Load attempts are counted from caikit's own
+  back-off runs out (runtime_mends/failed_loads.py, mend 13). Load attempts are counted from caikit's own
   log line.
 - A training subprocess killed mid-way with SIGKILL (what the kernel's OOM killer sends) ends its
   job ERRORED with a reason, and leaves no model dir.
@@ -19,8 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -29,7 +27,8 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO_ROOT, TINY_CHAR_ID, TINY_SENTIMENT_ID, free_port
+from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
+from served_runtime import ServedRuntime
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
 CHAR_TRAIN_RPC = "TextGenerationTaskCharTextGeneratorTrain"
@@ -218,7 +217,7 @@ def check_broken_dirs(runtime, log, paths):
 
 
 def test_a_failed_load_holds_until_its_files_change_or_its_back_off_runs_out(tmp_path):
-    from caikit_genai.toolkit.runtime_patches import LoadFailures, dir_fingerprint, retry_delay
+    from caikit_genai.runtime_mends import LoadFailures, dir_fingerprint, retry_delay
 
     model_dir = tmp_path / "broken"
     model_dir.mkdir()
@@ -316,6 +315,7 @@ def leftovers(models_dir: str, model_name: str) -> list:
     return sorted(entry for entry in os.listdir(models_dir) if entry == model_name or entry.startswith(f".{model_name}."))
 
 
+@pytest.mark.slow
 def test_a_training_process_killed_mid_way_errors_with_a_reason_and_no_model(runtime):
     name = "char-killed-mid-training"
     known = training_processes(os.getpid())
@@ -342,43 +342,17 @@ def test_a_training_process_killed_mid_way_errors_with_a_reason_and_no_model(run
 def runtime_process(directory, models_dir: str, log_name: str):
     """`python -m caikit.runtime` as `make serve` starts it, on free loopback ports, polling its
     models dir every 0.5 s; killed (SIGKILL) on the way out if still running."""
-    http_port = free_port()
     env = {
-        **os.environ,
-        "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
-        "RUNTIME_LOCAL_MODELS_DIR": models_dir,
-        "RUNTIME_TRAINING_OUTPUT_DIR": models_dir,
         "RUNTIME_LAZY_LOAD_POLL_PERIOD_SECONDS": "0.5",
-        "RUNTIME_GRPC_PORT": str(free_port()),
-        "RUNTIME_HTTP_PORT": str(http_port),
-        "RUNTIME_METRICS_PORT": str(free_port()),
         "RUNTIME_METERING_LOG_DIR": str(directory / "metering"),
         "DATA_STREAMS_FILE_SOURCE_BASE": str(directory),
     }
-    log_path = directory / log_name
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    process.http_url, process.log_path = f"http://127.0.0.1:{http_port}", log_path
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the runtime did not serve tiny-char in time"
-            try:
-                if generate_http(process.http_url, TINY_CHAR_ID).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+    with ServedRuntime(env=env, workdir=directory, models_dir=models_dir, log_level=None, log_name=log_name) as served:
+        served.wait_ready(lambda http_url: generate_http(http_url, TINY_CHAR_ID).status_code == 200, timeout=180)
+        yield served
 
 
+@pytest.mark.slow
 def test_a_runtime_killed_while_it_trains_leaves_no_half_model(runtime, tmp_path):
     name = "char-restarted"
     models_dir = str(tmp_path / "models")
@@ -388,8 +362,8 @@ def test_a_runtime_killed_while_it_trains_leaves_no_half_model(runtime, tmp_path
     with runtime_process(tmp_path, models_dir, "first.log") as first:
         start_char_training(first.http_url, name, max_steps=1_000_000)
         trainer = training_started(first.pid, set())
-        first.send_signal(signal.SIGKILL)  # the runtime alone, as `kill -9 <pid>` does
-        first.wait(timeout=30)
+        first.process.send_signal(signal.SIGKILL)  # the runtime alone, as `kill -9 <pid>` does
+        first.process.wait(timeout=30)
     # Its training process goes with it, before it can write a model.
     wait_for(lambda: not alive(trainer), 20, "the training process outlived its runtime")
     assert leftovers(models_dir, name) == []
@@ -404,7 +378,7 @@ def test_a_runtime_killed_while_it_trains_leaves_no_half_model(runtime, tmp_path
         assert not [model for model in served if model.startswith(".")], served
         assert generate_http(second.http_url, name).status_code == 404
         assert generate_http(second.http_url, half_saved).status_code == 400  # not a model name
-        assert f"Loading model '{half_saved}'" not in second.log_path.read_text()
+        assert f"Loading model '{half_saved}'" not in second.log_text()
         # (The next save of that name removes the half-saved dir: tests/test_toolkit.py.)
     print(f"\nruntime killed mid-training: its training process (pid {trainer}) ended with it; after the restart "
           f"{name} was not served and {half_saved} not loaded over {POLLS_WATCHED} poll periods")

@@ -160,6 +160,7 @@ def test_every_task_route_has_models(schema, task_models):
     assert routes == set(task_models), "add a TASK_MODELS row for each new task route"
 
 
+@pytest.mark.slow
 def test_task_routes_answer_fuzzed_requests_without_server_errors(runtime, schema, task_models):
     tally = Tally()
     for operation in operations(schema, r"/api/v1/task/.+"):

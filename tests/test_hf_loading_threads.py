@@ -2,7 +2,7 @@
 a training) must not leave other threads building networks on the meta device.
 
 transformers' from_pretrained swaps the process-wide `nn.Module.register_parameter` while it
-loads; without toolkit/thread_safe.make_hf_loading_thread_safe, a network that another thread
+loads; without runtime_mends/hf_loading_threads.make_hf_loading_thread_safe, a network that another thread
 builds meanwhile gets meta tensors, and interleaved loads can leave the swap in place for good.
 Each run is a fresh process (the fix is process-wide once applied): bare transformers shows the
 race, the same race with the fix applied shows none."""
@@ -11,12 +11,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 RACE = r"""
 import sys, threading
 import torch
 from transformers import AutoModel
 if sys.argv[2] == "fixed":
-    from caikit_genai.toolkit.thread_safe import make_hf_loading_thread_safe
+    from caikit_genai.runtime_mends.hf_loading_threads import make_hf_loading_thread_safe
     make_hf_loading_thread_safe()
 stop, meta = threading.Event(), []
 

@@ -6,16 +6,10 @@ import http.client
 import json
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import fields
 from types import SimpleNamespace
 
 import caikit
-import grpc
 import pytest
 import requests
 import yaml
@@ -23,15 +17,8 @@ from caikit.runtime.model_management.model_manager import ModelManager
 
 from caikit_genai.toolkit import limits
 from caikit_genai.toolkit.limits import Limits
-from conftest import (
-    REPO_ROOT,
-    TINY_ATTENTION_ID,
-    TINY_CHAR_ID,
-    TINY_DCGAN_ID,
-    TINY_TRANSLATOR_ID,
-    free_port,
-    runtime_process_env,
-)
+from conftest import REPO_ROOT, TINY_ATTENTION_ID, TINY_CHAR_ID, TINY_DCGAN_ID, TINY_TRANSLATOR_ID
+from served_runtime import ServedRuntime
 from test_bad_input_matrix import GRPC, HTTP, INVALID, ROUTES, SEND, Case
 
 WIRES = (GRPC, HTTP)
@@ -206,37 +193,31 @@ SERVED = (TINY_CHAR_ID, TINY_TRANSLATOR_ID, TINY_DCGAN_ID, TINY_ATTENTION_ID)
 def lowered(runtime, models_dir, tmp_path_factory):
     """`python -m caikit.runtime` with runtime_config.yaml and a second config file lowering every cap."""
     directory = tmp_path_factory.mktemp("lowered-limits")
-    for model_id in SERVED:
-        shutil.copytree(os.path.join(models_dir, model_id), directory / "models" / model_id)
     (directory / "limits.yaml").write_text(yaml.safe_dump(LOWERED))
-    http_port, grpc_port = free_port(), free_port()
-    env = runtime_process_env(directory / "models", grpc_port, http_port, directory / "limits.yaml")
-    with open(directory / "runtime.log", "wb") as log_file:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+    models = {model_id: os.path.join(models_dir, model_id) for model_id in SERVED}
+    with ServedRuntime(
+        models, workdir=directory, copy_models=True, config_files=[directory / "limits.yaml"], log_level=None
+    ) as served:
+        handle = SimpleNamespace(
+            http_url=served.http_url, channel=served.channel,
+            inference_service=runtime.inference_service, message=runtime.message,
         )
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    handle = SimpleNamespace(
-        http_url=f"http://127.0.0.1:{http_port}", channel=channel,
-        inference_service=runtime.inference_service, message=runtime.message,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        for row in (route("TextGenerationTask", TINY_CHAR_ID), route("TranslationTask", TINY_TRANSLATOR_ID),
-                    route("ImageGenerationTask", TINY_DCGAN_ID), route("AttentionInspectionTask", TINY_ATTENTION_ID)):
+
+        def every_model_answers(_):
             # Lazily loaded: a model answers once its first request has loaded it.
-            while (outcome := answer(handle, GRPC, row.task, row.model_id, **row.good))[0] != "OK":
-                assert outcome[0] in ("UNAVAILABLE", "NOT_FOUND"), (row.model_id, outcome)
-                assert process.poll() is None, (directory / "runtime.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, f"{row.model_id} was not served in time"
-                time.sleep(0.5)
+            for row in (route("TextGenerationTask", TINY_CHAR_ID), route("TranslationTask", TINY_TRANSLATOR_ID),
+                        route("ImageGenerationTask", TINY_DCGAN_ID), route("AttentionInspectionTask", TINY_ATTENTION_ID)):
+                outcome = answer(handle, GRPC, row.task, row.model_id, **row.good)
+                if outcome[0] != "OK":
+                    assert outcome[0] in ("UNAVAILABLE", "NOT_FOUND"), (row.model_id, outcome)
+                    return False
+            return True
+
+        served.wait_ready(every_model_answers, timeout=180)
         yield handle
-    finally:
-        channel.close()
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wire", WIRES)
 def test_lowered_text_and_list_caps_are_honoured(lowered, wire):
     at_cap = "the cat " * 5  # 40 characters
@@ -249,6 +230,7 @@ def test_lowered_text_and_list_caps_are_honoured(lowered, wire):
     assert code == INVALID and "over the limit of 3 (genai.limits.max_list_items)" in message, message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wire", WIRES)
 def test_lowered_ceilings_lower_the_models_own_caps(lowered, wire):
     assert answer(lowered, wire, "TextGenerationTask", TINY_CHAR_ID, text="the cat ", max_new_tokens=5)[0] == "OK"
@@ -263,6 +245,7 @@ def test_lowered_ceilings_lower_the_models_own_caps(lowered, wire):
     assert code == INVALID and "at most 8 are taken (the runtime's genai.limits.max_attention_tokens)" in message, message
 
 
+@pytest.mark.slow
 def test_lowered_body_and_message_caps_are_honoured(lowered):
     body = json.dumps({"model_id": TINY_CHAR_ID, "inputs": "the cat " * 300}).encode()  # 2.4 kB: over both byte caps
     url = lowered.http_url + route("TextGenerationTask", TINY_CHAR_ID).http_route

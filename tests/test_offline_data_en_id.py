@@ -9,6 +9,7 @@ from caikit_genai.toolkit.offline_data.libreoffice_help import help_pairs
 from caikit_genai.toolkit.offline_data.libreoffice_ui import ui_catalogs, ui_pairs
 
 
+@pytest.mark.slow
 def test_help_pages_pair_by_element_id():
     pairs = dict(help_pairs())
     assert len(pairs) > 20_000

@@ -143,6 +143,7 @@ def follow_training(runtime, state, output):
 
 
 @pytest.mark.parametrize("index, language, code", BLOCKS, ids=[f"block{index}-{language}" for index, language, _ in BLOCKS])
+@pytest.mark.slow
 def test_readme_block_runs(runtime, readme_state, index, language, code):  # pylint: disable=unused-argument
     if language == "python":
         result = run([sys.executable, "-c", localize(code, runtime, readme_state)], readme_state)

@@ -131,6 +131,7 @@ def test_a_base_model_path_outside_its_dir_is_refused_before_a_job(runtime, base
     assert sorted(os.listdir(runtime.models_dir)) == before
 
 
+@pytest.mark.slow
 def test_a_served_model_is_a_base_model_by_its_name(runtime):
     """Fine-tune a model the runtime serves, named as a request names models."""
     response = post_training(runtime, "based-on-served", base_model=TINY_SENTIMENT_ID, epochs=1)
@@ -213,6 +214,7 @@ def test_grpc_file_sources_are_confined_too(runtime):
     assert "outside the training data dir" in raised.value.details()
 
 
+@pytest.mark.slow
 def test_an_absolute_path_inside_the_data_dir_trains(runtime, tiny_bert_dir):
     path = Path(runtime.training_data_dir) / "inside.jsonl"
     path.write_text("\n".join(json.dumps(example) for example in sentiment_examples(80, seed=9)))

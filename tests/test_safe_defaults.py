@@ -13,12 +13,8 @@ import base64
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -26,8 +22,9 @@ import requests
 from google.protobuf import json_format
 
 from caikit_genai.toolkit import cpu_limit
-from caikit_genai.toolkit.runtime_patches import DEPLOYED_MARKER, management_enabled
-from conftest import REPO_ROOT, TINY_CHAR_ID, TINY_SENTIMENT_ID, free_port, runtime_process_env
+from caikit_genai.runtime_mends import DEPLOYED_MARKER, management_enabled
+from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
+from served_runtime import ServedRuntime
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
 CHAR_TRAIN_RPC = "TextGenerationTaskCharTextGeneratorTrain"
@@ -94,57 +91,25 @@ def training_state(http_url: str, training_id: str) -> dict:
     return requests.get(f"{http_url}/management/trainings", params={"training_id": training_id}, timeout=30).json()
 
 
-@contextmanager
-def repo_config_runtime(directory, model_dirs: dict):
-    """`python -m caikit.runtime` with runtime_config.yaml and nothing else changed but its dirs
-    and ports, serving copies of `model_dirs` ({id: dir})."""
-    models = directory / "models"
-    for model_id, model_dir in model_dirs.items():
-        shutil.copytree(model_dir, models / model_id)
-    (directory / "training_data").mkdir()
-    http_port, grpc_port = free_port(), free_port()
-    env = {
-        **runtime_process_env(models, grpc_port, http_port),
-        "DATA_STREAMS_FILE_SOURCE_BASE": str(directory / "training_data"),
-        "RUNTIME_METERING_LOG_DIR": str(directory / "metering"),
-    }
-    for key in list(env):  # whatever this shell set, the repo's config decides
-        if key.startswith("GENAI_"):
-            del env[key]
-    log_path = directory / "runtime.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    process.http_url, process.models_dir, process.log_path = f"http://127.0.0.1:{http_port}", str(models), log_path
-    process.channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the runtime did not serve its first model in time"
-            try:
-                if classify(process.http_url, next(iter(model_dirs))).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        yield process
-    finally:
-        process.channel.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def repo_runtime(runtime, tmp_path_factory):
-    with repo_config_runtime(
-        tmp_path_factory.mktemp("repo-config"), {"sentiment": os.path.join(runtime.models_dir, TINY_SENTIMENT_ID)}
-    ) as process:
-        yield process
+    """`python -m caikit.runtime` with runtime_config.yaml and nothing else changed but its dirs
+    and ports, serving a copy of the tiny classifier as `sentiment`."""
+    directory = tmp_path_factory.mktemp("repo-config")
+    (directory / "training_data").mkdir()
+    env = {
+        "DATA_STREAMS_FILE_SOURCE_BASE": str(directory / "training_data"),
+        "RUNTIME_METERING_LOG_DIR": str(directory / "metering"),
+        # Whatever this shell set, the repo's config decides.
+        **{name: None for name in os.environ if name.startswith("GENAI_")},
+    }
+    models = {"sentiment": os.path.join(runtime.models_dir, TINY_SENTIMENT_ID)}
+    with ServedRuntime(models, env, workdir=directory, copy_models=True, log_level=None) as served:
+        served.wait_ready(lambda http_url: classify(http_url, "sentiment").status_code == 200, timeout=180)
+        yield served
 
 
+@pytest.mark.slow
 def test_the_repo_config_refuses_deploy_and_undeploy_and_changes_no_file(repo_runtime):
     model_dir = os.path.join(repo_runtime.models_dir, "sentiment")
     before = snapshot(model_dir)
@@ -179,6 +144,7 @@ def test_the_repo_config_refuses_deploy_and_undeploy_and_changes_no_file(repo_ru
     assert classify(repo_runtime.http_url, "sentiment").status_code == 200
 
 
+@pytest.mark.slow
 def test_the_repo_config_starts_one_training_of_eight_sent_at_once(runtime, repo_runtime):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda index: start_char_training(repo_runtime.http_url, f"capped-{index}"), range(8)))

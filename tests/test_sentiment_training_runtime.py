@@ -52,6 +52,7 @@ def wait_for_training_over_grpc(runtime, training_id, timeout=180.0) -> str:
     raise TimeoutError(f"training {training_id} did not finish")
 
 
+@pytest.mark.slow
 def test_train_over_grpc_then_serve_by_name(runtime, tiny_bert_dir):
     examples = [runtime.message("LabeledText", **example) for example in sentiment_examples(160)]
     parameters = runtime.message(
@@ -73,6 +74,7 @@ def test_train_over_grpc_then_serve_by_name(runtime, tiny_bert_dir):
     assert_model_learned(runtime, "grpc-trained")
 
 
+@pytest.mark.slow
 def test_train_over_http_with_inline_json(runtime, tiny_bert_dir):
     training_id = train_over_http(
         runtime,
@@ -118,6 +120,7 @@ def training_files(runtime):
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "json", "directory"])
+@pytest.mark.slow
 def test_train_from_files(runtime, tiny_bert_dir, training_files, kind):
     paths, shards = training_files
     if kind == "directory":
@@ -149,6 +152,7 @@ def test_missing_training_file_is_refused_before_a_job_starts(runtime, tiny_bert
         ([{"text": "good film", "label": "positive"}] * 4, "at least 2 distinct labels"),
     ],
 )
+@pytest.mark.slow
 def test_bad_training_data_errors_with_a_reason_and_no_model(runtime, tiny_bert_dir, rows, reason):
     model_name = f"bad-data-{abs(hash(reason)) % 1000}"
     path = Path(runtime.training_data_dir) / f"{model_name}.jsonl"
@@ -198,6 +202,7 @@ def test_unknown_training_id_is_not_found(runtime):
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.slow
 def test_distil_a_served_model_over_http_with_frozen_layers(runtime, tiny_bert_dir):
     """The teacher is named like any served model; its dir is found in the models dir."""
     training_id = train_over_http(

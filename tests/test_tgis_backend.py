@@ -398,6 +398,7 @@ WITHOUT_TGIS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_the_runtime_serves_without_the_tgis_extra(models_dir, tmp_path):
     import shutil
 

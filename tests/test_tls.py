@@ -16,9 +16,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import Dict, Optional, Tuple
 
 import grpc
@@ -29,6 +28,7 @@ import yaml
 from caikit_nlp_client import GrpcClient, HttpClient
 
 from conftest import README_PROMPT_LINES, REPO_ROOT, free_port
+from served_runtime import ServedRuntime, runtime_env
 from test_deploy import build
 from test_readme import VENV_BIN, check_output, readme_blocks, shell_commands
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
@@ -125,73 +125,27 @@ def localize(text: str, certs: str, served: Optional["Served"] = None) -> str:
     return text
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen
-    env: Dict[str, str]
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    log_path: str
-    client_cert: Optional[Tuple[str, str]]  # (cert, key) the runtime wants; None under plain TLS
+class Served(ServedRuntime):
+    """A runtime under TLS: its HTTPS URL, and the client certificate (cert, key) it wants (None
+    under plain TLS)."""
+
+    def __init__(self, directory, models_dir, overrides: Dict[str, str], client_cert: Optional[Tuple[str, str]]):
+        super().__init__(env=overrides, workdir=directory, models_dir=models_dir, log_level=None)
+        self.client_cert = client_cert
 
     @property
     def url(self) -> str:
         return f"https://localhost:{self.http_port}"
 
-    def log_tail(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as log:
-            return log.read()[-3000:]
-
-
-def runtime_env(directory, overrides: Dict[str, str]) -> Dict[str, str]:
-    """`make serve`'s environment (the repo's config, HF offline) with this test's dirs and free
-    ports, then README's assignments."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
-        "RUNTIME_LOCAL_MODELS_DIR": str(directory / "models"),
-        "RUNTIME_TRAINING_OUTPUT_DIR": str(directory / "models"),
-        # caikit adds a plaintext unix socket (and its probe uses it) when /tmp/mmesh exists.
-        "RUNTIME_GRPC_UNIX_SOCKET_PATH": str(directory / "no-mmesh" / "grpc.sock"),
-        "RUNTIME_GRPC_PORT": str(free_port()),
-        "RUNTIME_HTTP_PORT": str(free_port()),
-        "RUNTIME_METRICS_PORT": str(free_port()),
-    }
-    env.update(overrides)
-    return env
-
-
-def start(directory, overrides: Dict[str, str], client_cert) -> Served:
-    env = runtime_env(directory, overrides)
-    log_path = str(directory / "runtime.log")
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "caikit.runtime"], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+    def wait_until_serving(self, ca: str) -> None:
+        """Until the model answers over HTTPS (with wait_for_initial_model_loads false, a first
+        request is what loads it)."""
+        body = {"model_id": MODEL_ID, "inputs": "It was", "parameters": {"max_new_tokens": 1}}
+        url = f"{self.url}/api/v1/task/text-generation"
+        self.wait_ready(
+            lambda _: requests.post(url, json=body, verify=ca, cert=self.client_cert, timeout=30).status_code == 200,
+            timeout=180,
         )
-    return Served(
-        process, env, int(env["RUNTIME_HTTP_PORT"]), int(env["RUNTIME_GRPC_PORT"]), int(env["RUNTIME_METRICS_PORT"]),
-        log_path, client_cert,
-    )
-
-
-def wait_until_serving(served: Served, ca: str, deadline: float) -> None:
-    """Until the model answers over HTTPS (with wait_for_initial_model_loads false, a first
-    request is what loads it)."""
-    body = {"model_id": MODEL_ID, "inputs": "It was", "parameters": {"max_new_tokens": 1}}
-    while True:
-        assert served.process.poll() is None, served.log_tail()
-        assert time.monotonic() < deadline, "the TLS runtime did not serve in time:\n" + served.log_tail()
-        try:
-            answer = requests.post(
-                f"{served.url}/api/v1/task/text-generation", json=body, verify=ca, cert=served.client_cert, timeout=30
-            )
-            if answer.status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -203,30 +157,21 @@ def runtimes(certs, tmp_path_factory):
     generator = CharTextGenerator.train([char_training_text() + "\n" + README_PROMPT_LINES], max_new_tokens_limit=4096, **TINY_CHAR_RECIPE)
     generator.save(str(models / MODEL_ID))
     commands = serve_commands()
-    started = {}
-    try:
-        tls_dir = tmp_path_factory.mktemp("tls-runtime")
-        (tls_dir / "models").symlink_to(models)
+    with ExitStack() as running:
         tls_env = {name: localize(value, certs) for name, value in commands["tls"].items()}
-        started["tls"] = start(tls_dir, tls_env, None)
+        started = {"tls": running.enter_context(Served(tmp_path_factory.mktemp("tls-runtime"), models, tls_env, None))}
 
         mtls_dir = tmp_path_factory.mktemp("mtls-runtime")
-        (mtls_dir / "models").symlink_to(models)
         (mtls_dir / "tls.yaml").write_text(localize(yaml.safe_dump(readme_tls_yaml()), certs))
         # CONFIG_FILES=runtime_config.yaml,tls.yaml: the checkout's config, then README's file.
         files = [os.path.join(REPO_ROOT, name) if name == "runtime_config.yaml" else str(mtls_dir / name)
                  for name in commands["config-files"]["CONFIG_FILES"].split(",")]
         client = (os.path.join(certs, "client.crt"), os.path.join(certs, "client.key"))
-        started["mtls"] = start(mtls_dir, {"CONFIG_FILES": ",".join(files)}, client)
+        started["mtls"] = running.enter_context(Served(mtls_dir, models, {"CONFIG_FILES": ",".join(files)}, client))
 
-        deadline = time.monotonic() + 180
         for served in started.values():
-            wait_until_serving(served, os.path.join(certs, "ca.crt"), deadline)
+            served.wait_until_serving(os.path.join(certs, "ca.crt"))
         yield started
-    finally:
-        for served in started.values():
-            served.process.kill()
-            served.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -298,10 +243,12 @@ def pair(certs: str, name: str) -> Tuple[str, str]:
 # -- TLS ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tls_serves_caikit_nlp_client_on_both_wires(tls, certs):
     generate_on_both_wires(tls, ca_of(certs), None)
 
 
+@pytest.mark.slow
 def test_tls_refuses_plaintext_clients_and_clients_that_do_not_trust_its_ca(tls, certs):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://localhost:{tls.http_port}/health", timeout=20)
@@ -323,6 +270,7 @@ def test_tls_refuses_plaintext_clients_and_clients_that_do_not_trust_its_ca(tls,
 # -- mutual TLS ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mtls_serves_clients_with_a_certificate_from_its_ca(mtls, certs):
     generate_on_both_wires(mtls, ca_of(certs), pair(certs, "client"))
     client_flags = ("--cert", pair(certs, "client")[0], "--key", pair(certs, "client")[1])
@@ -331,6 +279,7 @@ def test_mtls_serves_clients_with_a_certificate_from_its_ca(mtls, certs):
     assert '"SERVING"' in grpcurl_health(mtls, *grpcurl_flags).stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", ["no certificate", "another CA's certificate"])
 def test_mtls_refuses_clients_without_a_certificate_from_its_ca(mtls, certs, client):
     ca = ca_of(certs)
@@ -362,6 +311,7 @@ def test_mtls_refuses_clients_without_a_certificate_from_its_ca(mtls, certs, cli
 # -- README -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_readme_tls_calls_run_against_the_runtimes(runtimes, certs):
     calls = call_commands()
     kinds = sorted((command.split()[0], shows_cert) for command, _, shows_cert in calls)
@@ -415,6 +365,7 @@ def probe_passes(env: Dict[str, str], **overrides: str) -> bool:
     return any(probe(env, **overrides).returncode == 0 for _ in range(10))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["tls", "mtls"])
 def test_health_over_https_and_caikit_probe(runtimes, certs, mode):
     served = runtimes[mode]
@@ -459,7 +410,7 @@ def test_caikit_http_probe_under_mtls_only_checks_that_the_port_accepts_connecti
     its own side, and counts that SSLError as a ready server (README says so). Should caikit fix
     it, this fails: README's health paragraph is then to be updated."""
     key, cert = os.path.join(certs, "tls.key"), os.path.join(certs, "tls.crt")
-    tls_only = runtime_env(tmp_path, {"RUNTIME_TLS_SERVER_KEY": key, "RUNTIME_TLS_SERVER_CERT": cert})
+    tls_only = runtime_env(tmp_path, env={"RUNTIME_TLS_SERVER_KEY": key, "RUNTIME_TLS_SERVER_CERT": cert})
     tls_only.update(RUNTIME_HTTP_PORT=str(mute_listener), RUNTIME_GRPC_ENABLED="false")
     assert probe(tls_only).returncode == 1  # under TLS it waits for an answer and gets none
     mutual = {**tls_only, "RUNTIME_TLS_CLIENT_CERT": ca_of(certs)}
@@ -482,7 +433,7 @@ def test_caikit_grpc_probe_needs_localhost_in_the_server_certificate(tmp_path, n
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key.encode(), cert.encode())]))
     server.start()
     try:
-        env = runtime_env(tmp_path, {"RUNTIME_TLS_SERVER_KEY": str(tmp_path / "tls.key"), "RUNTIME_TLS_SERVER_CERT": str(tmp_path / "tls.crt")})
+        env = runtime_env(tmp_path, env={"RUNTIME_TLS_SERVER_KEY": str(tmp_path / "tls.key"), "RUNTIME_TLS_SERVER_CERT": str(tmp_path / "tls.crt")})
         env.update(RUNTIME_GRPC_PORT=str(port), RUNTIME_HTTP_ENABLED="false")
         assert (probe(env).returncode == 0) is ready
     finally:

@@ -1,8 +1,9 @@
-"""The shared toolkit: atomic model dirs, the training loop, device choice, data splits."""
+"""The shared toolkit: atomic model dirs, the training loop, device choice, data splits, the generation layer."""
 
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,3 +181,85 @@ def test_training_loop_drives_two_optimizers_through_update():
 
     with pytest.raises(KeyError, match="the optimizers are"):
         run_training(nets, optimizers, iter([torch.randn(4, 2)]), bad_step, total_steps=1, device=torch.device("cpu"))
+
+
+# -- the generation layer ------------------------------------------------------------------------
+
+
+def test_a_generation_signature_declares_run_for_caikit_and_fills_in_defaults():
+    from typing import Optional
+
+    from caikit.core.signature_parsing import CaikitMethodSignature
+    from caikit.interfaces.nlp.data_model import GeneratedTextResult
+
+    from caikit_genai.toolkit.generation import CAIKIT_NLP_ARGUMENTS, GenerationArgument, GenerationSignature
+
+    declared = GenerationSignature(
+        unit="character", max_new_tokens=None, default_max_new_tokens=50, decoding_method="GREEDY",
+        extra=(GenerationArgument("unknown_characters", Optional[str], "REJECT", "REJECT or DROP."),),
+    )
+
+    class Generator:
+        @declared.method("Continue a prompt.")
+        def run(self, text: str = None, **generation) -> GeneratedTextResult:
+            return text, generation
+
+    signature = CaikitMethodSignature(Generator, "run")
+    names = ["text"] + [arg.name for arg in CAIKIT_NLP_ARGUMENTS] + ["unknown_characters"]
+    assert list(signature.parameters) == names
+    assert signature.parameters["seed"] == Optional[np.uint64]
+    assert signature.default_parameters["max_new_tokens"] is None
+    assert signature.default_parameters["decoding_method"] == "GREEDY"
+    assert signature.return_type is GeneratedTextResult
+    assert "max_new_tokens: Characters to generate at most (default 50, or the model's" in Generator.run.__doc__
+    assert "unknown_characters: REJECT or DROP." in Generator.run.__doc__
+
+    text, generation = Generator().run("hi", 7, seed=3)
+    assert text == "hi" and generation["max_new_tokens"] == 7 and generation["seed"] == 3
+    assert generation["unknown_characters"] == "REJECT" and set(generation) == set(names) - {"text"}
+    with pytest.raises(TypeError, match="no_such_argument"):
+        Generator().run("hi", no_such_argument=1)
+
+    checked = declared.check({"max_new_tokens": None}, max_new_tokens_limit=20)
+    assert (checked.max_new_tokens, checked.greedy, checked.seed, checked.top_p) == (20, True, None, 1.0)
+
+
+def test_server_defaults_leave_unset_sampling_values_to_the_server():
+    from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
+
+    from caikit_genai.toolkit.generation import GenerationSignature
+
+    declared = GenerationSignature(server_defaults=True)
+    checked = declared.check({}, max_new_tokens_limit=1000)
+    assert (checked.max_new_tokens, checked.greedy) == (200, False)
+    assert (checked.temperature, checked.top_p, checked.repetition_penalty, checked.seed) == (None, None, None, None)
+    assert declared.check({"seed": 5, "temperature": 0.5}, 1000).seed == 5
+    with pytest.raises(CaikitCoreException, match="above the limit of 100 tokens"):
+        declared.check({}, max_new_tokens_limit=100)
+    local = GenerationSignature(temperature=0.8).check({}, 1000)
+    assert (local.temperature, local.top_p, local.repetition_penalty) == (0.8, 1.0, 1.0) and local.seed > 0
+
+
+def test_the_stream_joins_to_the_unary_result_and_closes_its_source():
+    from caikit.interfaces.nlp.data_model import FinishReason
+
+    from caikit_genai.toolkit.generation import GenerationSignature, generated_text_result, generated_text_stream
+
+    parameters = GenerationSignature().check({"seed": 9, "preserve_input_text": True}, 1000)
+    closed = []
+
+    def chunks():
+        try:
+            yield from [("a", 1, None), ("bc", 2, None), ("d", 3, FinishReason.MAX_TOKENS)]
+        finally:
+            closed.append(True)
+
+    unary = generated_text_result(chunks(), "in:", parameters, 3, None)
+    assert (unary.generated_text, unary.generated_tokens, unary.finish_reason, unary.seed) == ("in:abcd", 3, FinishReason.MAX_TOKENS, 9)
+    messages = list(generated_text_stream(chunks(), "in:", parameters, 3, None))
+    assert "".join(message.generated_text for message in messages) == unary.generated_text
+    assert [message.details.finish_reason for message in messages] == [FinishReason.NOT_FINISHED] * 3 + [FinishReason.MAX_TOKENS]
+    stream = generated_text_stream(chunks(), "in:", parameters, 3, None)
+    next(stream), next(stream)
+    stream.close()
+    assert closed == [True, True, True]

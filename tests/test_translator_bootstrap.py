@@ -3,8 +3,12 @@
 import json
 import os
 
+import pytest
+
 from caikit_genai import Translator
 from caikit_genai.bootstrap import BUILDERS, build_translator_en_id
+
+pytestmark = pytest.mark.slow
 
 
 def test_build_translator_en_id_on_a_slice_writes_a_served_model_with_held_out_scores(tmp_path, toy_encoder_dir):

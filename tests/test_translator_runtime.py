@@ -177,6 +177,7 @@ def start_training(runtime, model_name, training_data, **parameters):
     return response.json()["training_id"]
 
 
+@pytest.mark.slow
 def test_train_inline_then_translate_by_name(runtime, toy_encoder_dir, nlp_client):
     recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 20, "val_fraction": 0.1}
     training_id = start_training(
@@ -192,6 +193,7 @@ def test_train_inline_then_translate_by_name(runtime, toy_encoder_dir, nlp_clien
     assert nlp_client.generate_text("translator-inline", TEXT) == response.json()["translation_text"]
 
 
+@pytest.mark.slow
 def test_train_from_a_jsonl_file_and_a_bad_pair_errors_naming_it(runtime, toy_encoder_dir):
     data = Path(runtime.training_data_dir)
     (data / "pairs.jsonl").write_text("\n".join(json.dumps(pair) for pair in toy_translation_pairs()) + "\n")

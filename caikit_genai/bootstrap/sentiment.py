@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import alog
 
+from ..modules.sentiment_classifier import SentimentClassifier, SentimentRecipe
 from ..toolkit.classification_report import classification_report
 from ..toolkit.offline_data import stable_split
 from ..toolkit.offline_data.mpnet import MPNET_SOURCE, mpnet_base_dir
@@ -35,24 +36,9 @@ SENTIMENT_REPORT_SECONDS = 120
 # The teacher `sentiment-minilm` is distilled from: the default model, beside it in models/.
 SENTIMENT_TEACHER_NAME = "sentiment"
 
-# Chosen on the validation split, never on the test split (freeze 6 over freeze 8: 90.0% vs 89.6%).
-SENTIMENT_RECIPE = {
-    "freeze_layers": 6,
-    "epochs": 2,  # the weights of the best evaluation on the validation split are kept
-    "batch_size": 32,
-    "learning_rate": 5e-5,
-    "max_length": 64,
-    "seed": 42,
-}
-SENTIMENT_MINILM_RECIPE = {
-    "epochs": 3,
-    "batch_size": 32,
-    "learning_rate": 1e-4,
-    "max_length": 64,
-    "seed": 42,
-    "temperature": 2.0,
-    "distillation_weight": 0.5,
-}
+# The recipes the two builds train with: SentimentRecipe's presets of the same names.
+SENTIMENT_RECIPE = SentimentRecipe.PRESETS["sentiment"]
+SENTIMENT_MINILM_RECIPE = SentimentRecipe.PRESETS["sentiment-minilm"]
 
 
 def sentiment_splits(limit: Optional[int] = None):
@@ -77,8 +63,6 @@ def build_sentiment(
     **overrides,
 ) -> Dict:
     """Fine-tune MPNet-base (or `base_model`) on the snippets, score it on the held-out split, save it."""
-    from ..modules.sentiment_classifier import SentimentClassifier
-
     started = time.monotonic()
     train, validation, test = sentiment_splits(limit)
     recipe = {**SENTIMENT_RECIPE, **overrides}
@@ -86,9 +70,10 @@ def build_sentiment(
     classifier = SentimentClassifier.train(
         train,
         validation_data=validation,
+        preset="sentiment",
         base_model=base_model or mpnet_base_dir(),
         max_seconds=max(60.0, budget_seconds - SENTIMENT_REPORT_SECONDS),
-        **recipe,
+        **overrides,
     )
     return _report_and_save(
         classifier, model_path, test, started, budget_seconds, recipe=recipe, base_model=base_model or MPNET_SOURCE
@@ -105,8 +90,6 @@ def build_sentiment_minilm(
 ) -> Dict:
     """Distil the built `sentiment` (`teacher_path`; by default beside `model_path`) into MiniLM-L6
     (or `base_model`), score it on the held-out split, save it."""
-    from ..modules.sentiment_classifier import SentimentClassifier
-
     started = time.monotonic()
     teacher_path = teacher_path or os.path.join(os.path.dirname(os.path.abspath(model_path)), SENTIMENT_TEACHER_NAME)
     if not os.path.isdir(teacher_path):
@@ -119,11 +102,12 @@ def build_sentiment_minilm(
     student = SentimentClassifier.train(
         train,
         validation_data=validation,
+        unlabelled_texts=unlabelled,
+        preset="sentiment-minilm",
         base_model=base_model,
         teacher_model=teacher,
-        unlabelled_texts=unlabelled,
         max_seconds=max(60.0, budget_seconds - SENTIMENT_REPORT_SECONDS),
-        **recipe,
+        **overrides,
     )
     teacher_figures = {key: value for key, value in teacher.metrics.items() if key != "evaluations"}
     return _report_and_save(student, model_path, test, started, budget_seconds, recipe=recipe, teacher=teacher_figures)

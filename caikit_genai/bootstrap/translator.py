@@ -17,6 +17,7 @@ import torch
 
 import alog
 
+from ..modules.translator.recipe import TranslatorRecipe
 from ..toolkit.offline_data import stable_split
 from ..toolkit.offline_data.en_id import en_id_splits
 
@@ -24,23 +25,8 @@ log = alog.use_channel("BOOTSTRAP")
 
 # Under 45 minutes for the whole CPU build: reading the data (~30 s), 40 min of training, then the
 # held-out translations, greedy and 4 beams (under 3 minutes on 2 cores).
-TRANSLATOR_EN_ID_RECIPE = {
-    "tuned_encoder_layers": 2,
-    "decoder_layers": 3,
-    "decoder_heads": 6,
-    "target_vocab_size": 8000,
-    "max_source_tokens": 96,
-    "max_target_tokens": 128,
-    "batch_size": 48,
-    "learning_rate": 7e-4,
-    "label_smoothing": 0.1,
-    "epochs": 50,
-    "val_fraction": 0.0,  # validation_data is passed: a hash split of the training pairs
-    "eval_every": 1000,
-    "max_eval_sentences": 200,
-    "seed": 42,
-    "max_seconds": 40 * 60,
-}
+PRESET = "translator-en-id"
+TRANSLATOR_EN_ID_RECIPE = TranslatorRecipe.PRESETS[PRESET]
 # With CUDA the same budget buys far more steps: the encoder is fine-tuned too, with a deeper decoder.
 TRANSLATOR_EN_ID_CUDA_OVERRIDES = {"decoder_layers": 6, "freeze_encoder": False, "batch_size": 64, "learning_rate": 5e-4}
 VALIDATION_FRACTION = 0.02
@@ -56,12 +42,12 @@ def build_translator_en_id(
     started = time.monotonic()
     splits = en_id_splits(max_help_pages=max_help_pages)
     train, validation = stable_split(splits.train, VALIDATION_FRACTION, "translator-en-id-validation")
-    recipe = {**TRANSLATOR_EN_ID_RECIPE, **(TRANSLATOR_EN_ID_CUDA_OVERRIDES if torch.cuda.is_available() else {}), **overrides}
+    knobs = {**(TRANSLATOR_EN_ID_CUDA_OVERRIDES if torch.cuda.is_available() else {}), **overrides}
     log.info(
         "translator-en-id: %d training, %d validation pairs; test: %d help sentences, %d UI strings",
         len(train), len(validation), len(splits.help_test), len(splits.ui_test),
     )
-    translator = Translator.train(train, validation_data=validation, **recipe)
+    translator = Translator.train(train, validation_data=validation, preset=PRESET, **knobs)
     scored_at = time.monotonic()
     test = {}
     for name, pairs in (("help", splits.help_test), ("ui", splits.ui_test)):

@@ -14,34 +14,25 @@ routes and parameter names (and defaults: caikit merges one request message per 
 CharTextGenerator. Imported only where caikit-tgis-backend is installed (see modules/__init__.py).
 """
 
-from typing import Iterable, Iterator, List, Optional
+from typing import Iterable, Iterator, Optional
 
 import grpc
-import numpy as np
 
 from caikit.core import ModuleBase, ModuleConfig, ModuleSaver, module
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 from caikit.core.module_backends import backend_types
-from caikit.interfaces.nlp.data_model import (
-    FinishReason,
-    GeneratedTextResult,
-    GeneratedTextStreamResult,
-    TokenStreamDetails,
-)
+from caikit.interfaces.nlp.data_model import FinishReason, GeneratedTextResult, GeneratedTextStreamResult
 from caikit.interfaces.nlp.tasks import TextGenerationTask
 from caikit_tgis_backend import TGISBackend
 from caikit_tgis_backend.protobufs import generation_pb2
 import alog
 
-from ..toolkit.errors import choice, invalid_argument, real_number, require_text, whole_number
-from ..toolkit.generation import DECODING_METHODS, check_max_new_tokens, check_seed, check_stop_sequences
+from ..toolkit.errors import invalid_argument, require_text
+from ..toolkit.generation import GenerationSignature, stream_message
 from ..toolkit.model_dir import atomic_model_dir
 
 log = alog.use_channel("TGISGEN")
 
-# Request defaults shared with CharTextGenerator: caikit builds one request message per task and
-# merges the defaults of every module implementing it, so the modules of a task must agree.
-DEFAULT_MAX_NEW_TOKENS = 200
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096
 # A whole call (a stream included) may take this long before it is cut off as UNAVAILABLE.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
@@ -49,33 +40,19 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 300.0
 # TGIS status codes that mean the request itself was wrong: passed on as INVALID_ARGUMENT.
 CALLER_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION)
 
-GENERATION_ARGS_DOC = """
-    Args:
-        text: The prompt.
-        max_new_tokens: Tokens to generate at most (default 200; the model's
-            max_new_tokens_limit and the TGIS server's own limit cap it).
-        min_new_tokens: Tokens to generate before EOS or a stop sequence may end the text.
-        truncate_input_tokens: 0 sends the whole prompt; N > 0 makes TGIS keep only its
-            last N tokens.
-        decoding_method: SAMPLING (the default) or GREEDY.
-        top_k: Sample only from the k likeliest tokens (0 or unset: all).
-        top_p: Sample only from the likeliest tokens whose probabilities add up to top_p,
-            in (0, 1] (unset: 1, all).
-        temperature: Divides the logits before sampling; 0 means greedy (unset: TGIS's 1.0).
-        repetition_penalty: CTRL's penalty (> 0, 1 = none) on tokens already seen.
-        stop_sequences: End the text when it ends with one of these (included in the output).
-        seed: Seeds sampling on the TGIS server (unset: TGIS draws one and reports it).
-        preserve_input_text: Put the prompt in front of the generated text (streaming: as
-            the first message).
-"""
-
-
-def _documented(summary: str):
-    def decorate(method):
-        method.__doc__ = summary + "\n" + GENERATION_ARGS_DOC
-        return method
-
-    return decorate
+# The request defaults are CharTextGenerator's: caikit builds one request message per task and
+# merges the defaults of every module implementing it, so the modules of a task must agree.
+# Unset sampling values stay unset: TGIS applies its own defaults (and draws and reports a seed).
+TGIS_GENERATION = GenerationSignature(
+    unit="token",
+    max_new_tokens=200,
+    server_defaults=True,
+    docs={
+        "max_new_tokens": "Tokens to generate at most (default 200; the model's max_new_tokens_limit and the TGIS "
+        "server's own limit cap it).",
+        "truncate_input_tokens": "0 sends the whole prompt; N > 0 makes TGIS keep only its last N tokens.",
+    },
+)
 
 
 @module(
@@ -117,26 +94,9 @@ class TGISTextGenerator(ModuleBase):
     # -- inference -------------------------------------------------------------------------
 
     @TextGenerationTask.taskmethod()
-    @_documented("Continue a prompt on the TGIS server.")
-    def run(
-        self,
-        text: str = None,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
-        min_new_tokens: Optional[int] = 0,
-        truncate_input_tokens: Optional[int] = 0,
-        decoding_method: Optional[str] = "SAMPLING",
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        temperature: Optional[float] = None,
-        repetition_penalty: Optional[float] = None,
-        stop_sequences: Optional[List[str]] = None,
-        seed: Optional[np.uint64] = None,
-        preserve_input_text: bool = False,
-    ) -> GeneratedTextResult:
-        text, params = self.tgis_parameters(
-            text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
-            temperature, repetition_penalty, stop_sequences, seed, preserve_input_text,
-        )
+    @TGIS_GENERATION.method("Continue a prompt on the TGIS server.")
+    def run(self, text: str = None, **generation) -> GeneratedTextResult:
+        text, params = self.tgis_parameters(text, generation)
         request = generation_pb2.BatchedGenerationRequest(
             model_id=self.base_model_name, requests=[generation_pb2.GenerationRequest(text=text)], params=params
         )
@@ -157,30 +117,13 @@ class TGISTextGenerator(ModuleBase):
         )
 
     @TextGenerationTask.taskmethod(output_streaming=True)
-    @_documented(
+    @TGIS_GENERATION.method(
         "Continue a prompt on the TGIS server, streaming TGIS's messages as they come: the first "
         "carries the input token count (and the prompt, with preserve_input_text), then one per "
         "token; the chunks join to the unary text."
     )
-    def run_stream_out(
-        self,
-        text: str = None,
-        max_new_tokens: Optional[int] = DEFAULT_MAX_NEW_TOKENS,
-        min_new_tokens: Optional[int] = 0,
-        truncate_input_tokens: Optional[int] = 0,
-        decoding_method: Optional[str] = "SAMPLING",
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        temperature: Optional[float] = None,
-        repetition_penalty: Optional[float] = None,
-        stop_sequences: Optional[List[str]] = None,
-        seed: Optional[np.uint64] = None,
-        preserve_input_text: bool = False,
-    ) -> Iterable[GeneratedTextStreamResult]:
-        text, params = self.tgis_parameters(
-            text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
-            temperature, repetition_penalty, stop_sequences, seed, preserve_input_text,
-        )
+    def run_stream_out(self, text: str = None, **generation) -> Iterable[GeneratedTextStreamResult]:
+        text, params = self.tgis_parameters(text, generation)
         request = generation_pb2.SingleGenerationRequest(
             model_id=self.base_model_name, request=generation_pb2.GenerationRequest(text=text), params=params
         )
@@ -207,71 +150,43 @@ class TGISTextGenerator(ModuleBase):
             responses.cancel()
 
     def _stream_message(self, response) -> GeneratedTextStreamResult:
-        details = TokenStreamDetails(
-            finish_reason=_finish_reason(response.stop_reason),
-            generated_tokens=response.generated_token_count,
-            seed=response.seed or None,
-            input_token_count=response.input_token_count,
+        return stream_message(
+            response.text,
+            response.generated_token_count,
+            _finish_reason(response.stop_reason),
+            response.seed or None,
+            response.input_token_count,
+            self.PRODUCER_ID,
         )
-        return GeneratedTextStreamResult(generated_text=response.text, details=details, producer_id=self.PRODUCER_ID)
 
     # -- request checking ------------------------------------------------------------------
 
-    def tgis_parameters(
-        self, text, max_new_tokens, min_new_tokens, truncate_input_tokens, decoding_method, top_k, top_p,
-        temperature, repetition_penalty, stop_sequences, seed, preserve_input_text,
-    ):
+    def tgis_parameters(self, text, generation):
         """Check a request and map it onto TGIS's Parameters: (text, Parameters), or raise
-        INVALID_ARGUMENT naming the problem. Unset sampling values stay unset (TGIS's defaults)."""
+        INVALID_ARGUMENT naming the problem."""
         text = require_text(text)
-        max_new = check_max_new_tokens(max_new_tokens, DEFAULT_MAX_NEW_TOKENS, self.max_new_tokens_limit)
-        min_new = whole_number("min_new_tokens", min_new_tokens, 0)
-        if min_new < 0:
-            raise invalid_argument(f"min_new_tokens must be 0 or more, got {min_new}")
-        if min_new > max_new:
-            raise invalid_argument(f"min_new_tokens ({min_new}) must not exceed max_new_tokens ({max_new})")
-        truncate = whole_number("truncate_input_tokens", truncate_input_tokens, 0)
-        if truncate < 0:
-            raise invalid_argument(
-                f"truncate_input_tokens must be 0 (send the whole prompt) or a positive count, got {truncate}"
-            )
-        method = choice("decoding_method", decoding_method, DECODING_METHODS)
-        temperature = real_number("temperature", temperature, None)
-        if temperature is not None and temperature < 0:
-            raise invalid_argument(f"temperature must be 0 (greedy) or more, got {temperature}")
-        top_k = whole_number("top_k", top_k, 0)
-        if top_k < 0:
-            raise invalid_argument(f"top_k must be 0 (all tokens) or a positive count, got {top_k}")
-        top_p = real_number("top_p", top_p, None)
-        if top_p is not None and not 0 < top_p <= 1:
-            raise invalid_argument(f"top_p must be in (0, 1], got {top_p}")
-        penalty = real_number("repetition_penalty", repetition_penalty, None)
-        if penalty is not None and penalty <= 0:
-            raise invalid_argument(f"repetition_penalty must be above 0 (1 means none), got {penalty}")
-        # Checked here; an unset seed stays unset: TGIS draws one and reports it.
-        seed = None if seed is None else check_seed(seed, greedy=False)
-        stops = check_stop_sequences(stop_sequences)
-
-        greedy = method == "GREEDY" or temperature == 0
+        checked = TGIS_GENERATION.check(generation, self.max_new_tokens_limit)
         sampling = generation_pb2.SamplingParameters()
-        if not greedy:
-            sampling.temperature = temperature or 0.0
-            sampling.top_k = top_k
-            sampling.top_p = top_p or 0.0
-            if seed is not None:
-                sampling.seed = int(seed)
+        if not checked.greedy:
+            sampling.temperature = checked.temperature or 0.0
+            sampling.top_k = checked.top_k
+            sampling.top_p = checked.top_p or 0.0
+            if checked.seed is not None:
+                sampling.seed = checked.seed
         stopping = generation_pb2.StoppingCriteria(
-            max_new_tokens=max_new, min_new_tokens=min_new, stop_sequences=stops
+            max_new_tokens=checked.max_new_tokens,
+            min_new_tokens=checked.min_new_tokens,
+            stop_sequences=checked.stop_sequences,
         )
-        if stops:
+        if checked.stop_sequences:
             stopping.include_stop_sequence = True
         params = generation_pb2.Parameters(
-            method=generation_pb2.DecodingMethod.GREEDY if greedy else generation_pb2.DecodingMethod.SAMPLE,
+            method=generation_pb2.DecodingMethod.GREEDY if checked.greedy else generation_pb2.DecodingMethod.SAMPLE,
             sampling=sampling,
             stopping=stopping,
-            response=generation_pb2.ResponseOptions(input_text=bool(preserve_input_text)),
-            decoding=generation_pb2.DecodingParameters(repetition_penalty=penalty or 0.0),
-            truncate_input_tokens=truncate,
+            response=generation_pb2.ResponseOptions(input_text=checked.preserve_input_text),
+            decoding=generation_pb2.DecodingParameters(repetition_penalty=checked.repetition_penalty or 0.0),
+            truncate_input_tokens=checked.truncate_input_tokens,
         )
         return text, params
 

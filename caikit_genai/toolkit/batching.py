@@ -90,7 +90,7 @@ class QueueFull(Exception):
 
 
 def queue_full_error(model_id: str, bound: int) -> Exception:
-    """RESOURCE_EXHAUSTED over gRPC, 503 over HTTP (see runtime_patches/serving_metrics.py)."""
+    """RESOURCE_EXHAUSTED over gRPC, 503 over HTTP (see runtime_mends/serving_metrics.py)."""
     from caikit.runtime.types.caikit_runtime_exception import (  # pylint: disable=import-outside-toplevel
         CaikitRuntimeException,
     )

@@ -5,9 +5,10 @@ under `hf_model`, as every module here writes it), or a hub id for users who hav
 in-process callers and the bootstrap CLI name base models: a request never chooses a path.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional, Tuple
 
 import yaml
 
@@ -125,3 +126,23 @@ def save_hf_model_dir(module, model_path: str, model, tokenizer, config: dict, m
                 target_tokenizer.save_pretrained(os.path.join(partial_dir, TARGET_TOKENIZER_SUBDIR))
                 layout["target_tokenizer"] = TARGET_TOKENIZER_SUBDIR
             saver.update_config({**config, **layout})
+
+
+def hf_model_dir_paths(config) -> Tuple[str, Optional[str]]:
+    """(the HF dir, the target tokenizer's dir or None) of a model dir that save_hf_model_dir
+    wrote, from its loaded caikit `ModuleConfig`."""
+    model_dir = config.model_path
+    target = config.get("target_tokenizer")
+    return os.path.join(model_dir, config.get("hf_model", HF_SUBDIR)), (os.path.join(model_dir, target) if target else None)
+
+
+@contextlib.contextmanager
+def base_model_errors(base_model: str) -> Iterator[None]:
+    """Turn `from_pretrained`'s OSError (no such dir, no hub) into INVALID_ARGUMENT naming `base_model`."""
+    try:
+        yield
+    except OSError as err:
+        raise invalid_argument(
+            f"cannot load base_model {base_model!r}: not a local Hugging Face model dir, "
+            f"and not reachable as a hub id ({err.__class__.__name__})"
+        ) from err

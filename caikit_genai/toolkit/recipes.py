@@ -6,7 +6,7 @@ docstring. `recipe_train(RecipeClass)` writes both from the recipe's fields, so 
 knobs lives once: the train API, `python -m caikit.runtime.train` (a Job) and bootstrap/ all
 end in `RecipeClass.build(...)`. A recipe's PRESETS name the recipes the default models are
 built with: `train(..., preset="translator-en-id")` trains as that default was built, and any
-knob given (other than at its default) overrides the preset.
+knob given overrides the preset.
 """
 
 import dataclasses
@@ -59,7 +59,8 @@ class Recipe:
     @classmethod
     def build(cls, preset: str = "", **given) -> "Recipe":
         """The recipe of a train call: the defaults, then `preset`'s values, then every knob
-        given that differs from its default; checked."""
+        given (not None); checked. caikit passes a train RPC's or route's parameters only when
+        the request sets them, so an unset one keeps the preset's value."""
         knobs = cls.knobs()
         unknown = sorted(set(given) - set(knobs))
         if unknown:
@@ -67,7 +68,7 @@ class Recipe:
         if preset and preset not in cls.PRESETS:
             raise invalid_argument(f"unknown preset {preset!r}: use one of {', '.join(cls.PRESETS) or 'none'}")
         values = dict(cls.PRESETS.get(preset, {})) if preset else {}
-        values.update({name: value for name, value in given.items() if value is not None and value != _default(knobs[name])})
+        values.update({name: value for name, value in given.items() if value is not None})
         recipe = cls(**values)
         recipe.check()
         return recipe
@@ -101,11 +102,12 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def recipe_train(recipe_class, data_parameters: str) -> Callable:
+def recipe_train(recipe_class, data_parameters: str, trailing: Sequence[str] = ()) -> Callable:
     """Decorate a module's `train(cls, <data parameters>, preset="", **knobs)`: caikit sees a
     signature and an `Args:` docstring with every knob of `recipe_class` (and `preset`), and
     the body receives the knobs as given. `data_parameters` documents the data arguments, in the
-    docstring's `Args:` form."""
+    docstring's `Args:` form; `trailing` names data arguments that follow the knobs (where they
+    stood in train's signature before the recipe, so the train RPC keeps its field numbers)."""
 
     def decorate(train):
         signature = inspect.signature(train)
@@ -115,17 +117,21 @@ def recipe_train(recipe_class, data_parameters: str) -> Callable:
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_default(field), annotation=hints[name])
             for name, field in recipe_class.knobs().items()
         ]
-        train.__signature__ = signature.replace(parameters=fixed + knobs)
+        # `preset` last, as a keyword: the knobs keep the field numbers their train RPC had before.
+        preset = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in fixed if param.name == "preset"]
+        after = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in fixed if param.name in trailing]
+        fixed = [param for param in fixed if param.name != "preset" and param.name not in trailing]
+        train.__signature__ = signature.replace(parameters=fixed + knobs + after + preset)
         train.__annotations__ = {
             **{param.name: param.annotation for param in fixed if param.annotation is not inspect.Parameter.empty},
-            **{param.name: param.annotation for param in knobs},
+            **{param.name: param.annotation for param in knobs + after + preset},
             "return": signature.return_annotation,
         }
         presets = ", ".join(recipe_class.PRESETS) or "none"
         lines = [textwrap.dedent(data_parameters).strip("\n")]
-        lines.append(f"preset: Start from the recipe a default model was built with ({presets}); knobs given override it.")
         for name, field in recipe_class.knobs().items():
             lines.append(f"{name}: {field.metadata['doc']}")
+        lines.append(f"preset: Start from the recipe a default model was built with ({presets}); knobs given override it.")
         summary = (train.__doc__ or "").strip()
         train.__doc__ = f"{summary}\n\nArgs:\n" + textwrap.indent("\n".join(lines), "    ") + "\n"
         return functools.wraps(train, assigned=())(train)

@@ -135,33 +135,7 @@ def run_training(
         total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True, disable=not records
     )
     optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else None
-
-    def update(name: str, loss: torch.Tensor, chosen: Optional[torch.optim.Optimizer] = None) -> None:
-        """Backward `loss` and step one optimizer: average gradients across ranks (before
-        unscaling, so every rank sees the same gradients, infs included), clip, step."""
-        if chosen is None:
-            if name not in optimizers:
-                raise KeyError(f"update({name!r}): the optimizers are {sorted(optimizers)}")
-            chosen = optimizers[name]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training diverged: {name} is {loss.item()} at step {report.steps}")
-        parameters = [p for group in chosen.param_groups for p in group["params"]]
-        chosen.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if parallel:
-            distributed.average_gradients(parameters)
-        if scaler is not None:
-            scaler.unscale_(chosen)
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-        if scaler is not None:
-            scaler.step(chosen)
-        else:
-            chosen.step()
-
+    update = _OptimizerStep(optimizers, scaler, parallel, grad_clip, report)
     schedulers = list(scheduler.values()) if isinstance(scheduler, Mapping) else [scheduler] if scheduler else []
     smoothed: Dict[str, float] = {}
     remaining = iter(batches)
@@ -183,9 +157,7 @@ def run_training(
             for one in schedulers:
                 one.step()
             report.steps += 1
-            for name, loss in losses.items():
-                value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
-                smoothed[name] = value if name not in smoothed else 0.95 * smoothed[name] + 0.05 * value
+            _smooth(smoothed, losses)
             report.last_losses = dict(smoothed)
             report.last_loss = smoothed["loss"] if optimizers is None else math.nan
             progress.update(1)
@@ -198,18 +170,60 @@ def run_training(
                 break
     finally:
         progress.close()
+    _finish(report, model, device, parallel, evaluate if records else None, description)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _finish(report: TrainingReport, model, device, parallel: bool, evaluate: Optional[EvalFn], description: str) -> None:
+    """After the last step: the ranks agree, the final evaluation, one log line."""
     if report.steps == 0:
         raise ValueError("training data produced no batches")
     if parallel:
         _check_ranks_agree(model, device)
-    if records and evaluate:
+    if evaluate:
         _record_evaluation(report, evaluate, None)
-    report.seconds = time.monotonic() - started
     log.info(
-        "%s: %d steps in %.1f s, %s", description, report.steps, report.seconds,
+        "%s: %d steps, %s", description, report.steps,
         ", ".join(f"{name} {value:.4f}" for name, value in report.last_losses.items()),
     )
-    return report
+
+
+class _OptimizerStep:
+    """update(name, loss): backward `loss` and step one optimizer: average gradients across ranks
+    (before unscaling, so every rank sees the same gradients, infs included), clip, step."""
+
+    def __init__(self, optimizers, scaler, parallel: bool, grad_clip: Optional[float], report: TrainingReport):
+        self.optimizers, self.scaler, self.parallel, self.grad_clip, self.report = optimizers, scaler, parallel, grad_clip, report
+
+    def __call__(self, name: str, loss: torch.Tensor, chosen: Optional[torch.optim.Optimizer] = None) -> None:
+        if chosen is None:
+            if name not in self.optimizers:
+                raise KeyError(f"update({name!r}): the optimizers are {sorted(self.optimizers)}")
+            chosen = self.optimizers[name]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged: {name} is {loss.item()} at step {self.report.steps}")
+        parameters = [p for group in chosen.param_groups for p in group["params"]]
+        chosen.zero_grad(set_to_none=True)
+        scaler = self.scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if self.parallel:
+            distributed.average_gradients(parameters)
+        if scaler is not None:
+            scaler.unscale_(chosen)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(parameters, self.grad_clip)
+        if scaler is not None:
+            scaler.step(chosen)
+        else:
+            chosen.step()
+
+
+def _smooth(smoothed: Dict[str, float], losses: Dict[str, Any]) -> None:
+    """An exponential moving average of each loss, for the progress bar and the report."""
+    for name, loss in losses.items():
+        value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
+        smoothed[name] = value if name not in smoothed else 0.95 * smoothed[name] + 0.05 * value
 
 
 def _agreed(flag: bool, parallel: bool, device: torch.device) -> bool:

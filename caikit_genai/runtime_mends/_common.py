@@ -1,0 +1,29 @@
+"""What several mends share: the marks that make each mend apply once, the log channel,
+whether this thread is in caikit's lazy loader's sync of `local_models_dir`, and caikit's HTTP
+server module (absent without caikit's HTTP extra)."""
+
+import threading
+
+import alog
+
+log = alog.use_channel("PATCHES")
+
+_PATCHED = "_caikit_genai_patched"
+_CHECKED = "_caikit_genai_checked"  # on caikit's predict calls, which serving_metrics marks _PATCHED
+
+
+# Set while caikit's lazy loader syncs local_models_dir (mend 4 marks it; mends 4, 13 and 14 read it).
+_LAZY_SYNC = threading.local()
+
+
+def in_lazy_sync() -> bool:
+    return getattr(_LAZY_SYNC, "active", False)
+
+
+def http_server_module():
+    """caikit's `http_server` module, or None where caikit's HTTP extra is not installed."""
+    try:
+        from caikit.runtime.http_server import http_server  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return http_server
