@@ -3,7 +3,7 @@ in-process runtime cannot show: HTTP clients that leave mid-stream.
 
 caikit 0.28.3 feeds SSE from a worker of the request pool (shared by gRPC and HTTP) through a
 one-slot queue; when the client goes, that worker used to stay blocked on the queue for good, and
-a hundred such streams starved the whole runtime. caikit_genai's runtime_patches give the worker
+a hundred such streams starved the whole runtime. caikit_genai's runtime_mends give the worker
 back; these tests check it from outside: the server goes idle, and after 500 abandoned streams
 gRPC and HTTP still answer.
 """

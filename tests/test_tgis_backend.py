@@ -316,7 +316,7 @@ def test_a_tgis_server_that_is_down_is_unavailable_at_once_naming_it(runtime, tg
         details = raised.value.details()
         assert f"the TGIS server {tgis_stand_in.down_hostname} for model 'down-model' is unavailable" in details
     http = requests.post(runtime.http_url + UNARY_ROUTE, json={"model_id": TGIS_DOWN_ID, "inputs": PROMPT}, timeout=30)
-    # caikit would answer 501 "Not Implemented"; runtime_patches makes it 503.
+    # caikit would answer 501 "Not Implemented"; runtime_mends (unavailable_503.py) makes it 503.
     assert http.status_code == 503 and "is unavailable" in http.json()["details"], http.text
     http = requests.post(runtime.http_url + STREAM_ROUTE, json={"model_id": TGIS_DOWN_ID, "inputs": PROMPT}, timeout=30)
     assert "is unavailable" in http.text, http.text
