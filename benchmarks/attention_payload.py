@@ -27,7 +27,7 @@ import torch
 
 from caikit_genai import AttentionInspector
 from caikit_genai.data_model import AttentionResult
-from caikit_genai.toolkit.hf_models import packaged_encoder_path
+from caikit_genai.toolkit.models.hf_models import packaged_encoder_path
 
 VARIANTS = {
     "ours: defaults (float16, every layer and head)": {},

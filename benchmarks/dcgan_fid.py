@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from caikit_genai import DCGANImageGenerator
 from caikit_genai.bootstrap.dcgan_fashion import generate_per_class, untrained_like
 from caikit_genai.modules.dcgan_image_generator import to_unit_range
-from caikit_genai.toolkit.frechet import frechet_distance_of
+from caikit_genai.toolkit.metrics.frechet import frechet_distance_of
 from caikit_genai.toolkit.offline_data import package_dir
 from caikit_genai.toolkit.offline_data.fashion_mnist import fashion_mnist
 

@@ -2,7 +2,7 @@
 
 from . import data_model, modules, runtime_mends, tasks
 from .modules import AttentionInspector, CharTextGenerator, DCGANImageGenerator, SentimentClassifier, Translator
-from .toolkit.cpu_limit import size_torch_threads
+from .toolkit.serving.cpu_limit import size_torch_threads
 
 # In a container, as many torch threads as its CPU limit allows, not the node's cores.
 size_torch_threads()

@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoTokenizer, RobertaConfig, RobertaModel, 
 from caikit_genai import AttentionInspector
 from caikit_genai.bootstrap import BUILDERS, OPT_IN_BUILDERS, build_attention_mpnet, main
 from caikit_genai.toolkit.offline_data.mpnet import MPNET_PARTS, MPNET_PIECE, MPNET_WHEEL, mpnet_wheels
-from caikit_genai.toolkit.hf_models import packaged_encoder_path
+from caikit_genai.toolkit.models.hf_models import packaged_encoder_path
 from conftest import ATTENTION_MINILM_ID
 
 TEXT = "Attention is not an explanation."

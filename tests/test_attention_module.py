@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, BertTo
 
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 from caikit_genai import AttentionInspector
-from caikit_genai.toolkit.hf_models import hf_source
+from caikit_genai.toolkit.models.hf_models import hf_source
 from caikit_genai.views.attention_heatmap import PANEL_FRAME
 from tiny_models import build_tiny_translator_dir
 

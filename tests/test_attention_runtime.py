@@ -196,7 +196,7 @@ def test_many_concurrent_requests_over_grpc_and_http_all_succeed_with_the_lone_a
     assert not failures(results), failures(results)
     for index, result in enumerate(results):
         expected = alone[index % len(requests_made)]
-        # Requests share padded forward passes (toolkit/batching.py), which can move a float16
+        # Requests share padded forward passes (toolkit/serving/batching.py), which can move a float16
         # weight by one step: the same matrices, to float16's resolution.
         got, want = result.attention("encoder").as_numpy(), expected.attention("encoder").as_numpy()
         assert got.shape == want.shape and np.allclose(got, want, atol=2e-3), index

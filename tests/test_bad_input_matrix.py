@@ -24,7 +24,7 @@ import grpc
 import pytest
 import requests
 
-from caikit_genai.toolkit import limits
+from caikit_genai.toolkit.serving import limits
 from conftest import (
     TINY_ATTENTION_ID,
     TINY_CHAR_ID,

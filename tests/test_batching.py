@@ -1,4 +1,4 @@
-"""The dynamic batcher (toolkit/batching.py): alone, then behind the real runtime.
+"""The dynamic batcher (toolkit/serving/batching.py): alone, then behind the real runtime.
 
 Each request gets its own answer, identical to an unbatched call; requests that arrive together
 share a forward pass; a bad item fails alone; a cancelled request leaves the queue; past the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from caikit_genai.toolkit.batching import BatchingConfig, DynamicBatcher
+from caikit_genai.toolkit.serving.batching import BatchingConfig, DynamicBatcher
 from conftest import TINY_ATTENTION_ID, TINY_ATTENTION_SEQ2SEQ_ID, TINY_DCGAN_ID, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID
 from hammer import failures, hammer
 from test_concurrency import SENTIMENT_TEXTS, TRANSLATOR_TEXTS, close_scores, label_scores

@@ -15,8 +15,8 @@ import requests
 import yaml
 from caikit.runtime.model_management.model_manager import ModelManager
 
-from caikit_genai.toolkit import limits
-from caikit_genai.toolkit.limits import Limits
+from caikit_genai.toolkit.serving import limits
+from caikit_genai.toolkit.serving.limits import Limits
 from conftest import REPO_ROOT, TINY_ATTENTION_ID, TINY_CHAR_ID, TINY_DCGAN_ID, TINY_TRANSLATOR_ID
 from served_runtime import ServedRuntime
 from test_bad_input_matrix import GRPC, HTTP, INVALID, ROUTES, SEND, Case

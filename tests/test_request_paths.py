@@ -88,7 +88,7 @@ def test_a_name_that_exists_is_refused_unless_replacing_is_allowed(runtime):
 
 
 def test_replacing_is_a_config_switch():
-    from caikit_genai.toolkit.subprocess_training import _replacing_allowed  # pylint: disable=import-outside-toplevel
+    from caikit_genai.toolkit.training.subprocess_training import _replacing_allowed  # pylint: disable=import-outside-toplevel
 
     assert not _replacing_allowed({"genai": {"training": {"replace_existing_models": False}}})
     assert not _replacing_allowed({"runtime": {}})
@@ -141,7 +141,7 @@ def test_a_served_model_is_a_base_model_by_its_name(runtime):
 
 
 def test_base_model_rules_without_a_base_models_dir(tmp_path):
-    from caikit_genai.toolkit.subprocess_training import request_base_model
+    from caikit_genai.toolkit.training.subprocess_training import request_base_model
 
     models_dir = tmp_path / "models"
     (models_dir / "served").mkdir(parents=True)

@@ -21,7 +21,7 @@ import pytest
 import requests
 from google.protobuf import json_format
 
-from caikit_genai.toolkit import cpu_limit
+from caikit_genai.toolkit.serving import cpu_limit
 from caikit_genai.runtime_mends import DEPLOYED_MARKER, management_enabled
 from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
 from served_runtime import ServedRuntime

@@ -9,7 +9,7 @@ import torch
 
 from caikit_genai import SentimentClassifier
 from caikit_genai.modules.sentiment_classifier import UNLABELLED, distillation_loss
-from caikit_genai.toolkit.classification_report import (
+from caikit_genai.toolkit.metrics.classification_report import (
     classification_report,
     expected_calibration_error,
     wilson_interval,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from caikit_genai.toolkit.device import resolve_device
-from caikit_genai.toolkit.model_dir import atomic_model_dir
+from caikit_genai.toolkit.models.device import resolve_device
+from caikit_genai.toolkit.models.model_dir import atomic_model_dir
 from caikit_genai.toolkit.offline_data import stable_split
-from caikit_genai.toolkit.training import run_training, warmup_cosine_schedule
+from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
 
 
 def test_a_failed_write_leaves_no_model_dir(tmp_path):

@@ -177,7 +177,7 @@ def test_the_speed_benchmark_runs(tiny_translator_dir, capsys):
 def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_path):
     import torch
 
-    from caikit_genai.toolkit.frozen_layers import encoder_layers
+    from caikit_genai.toolkit.training.frozen_layers import encoder_layers
 
     recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 4, "eval_every": 0, "max_seconds": None}
     before = Translator.train(PAIRS, encoder_model=toy_encoder_dir, **recipe)

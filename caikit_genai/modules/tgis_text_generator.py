@@ -27,9 +27,9 @@ from caikit_tgis_backend import TGISBackend
 from caikit_tgis_backend.protobufs import generation_pb2
 import alog
 
-from ..toolkit.errors import invalid_argument, require_text
+from ..toolkit.serving.errors import invalid_argument, require_text
 from ..toolkit.generation import GenerationSignature, stream_message
-from ..toolkit.model_dir import atomic_model_dir
+from ..toolkit.models.model_dir import atomic_model_dir
 
 log = alog.use_channel("TGISGEN")
 

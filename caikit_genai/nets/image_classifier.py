@@ -1,7 +1,7 @@
 """A small CNN classifier for 28x28 (or any size) images: two conv blocks and a hidden layer.
 
 Its penultimate layer (128 features) is the feature space of the project's Frechet distance
-for Fashion-MNIST generators (toolkit/frechet.py), as the Inception-v3 pool features are FID's;
+for Fashion-MNIST generators (toolkit/metrics/frechet.py), as the Inception-v3 pool features are FID's;
 its class predictions check that a conditional generator makes the class it was asked for.
 """
 

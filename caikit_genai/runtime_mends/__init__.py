@@ -13,16 +13,7 @@ from ._common import in_lazy_sync
 from .abandoned_streams import STREAM_PUT_CHECK_SECONDS, abandonable_async_wrap_iter
 from .batch_exit_codes import USER_ERROR_STATUSES, USER_ERROR_TYPES, is_user_error
 from .data_model_lookup import DATA_MODEL_LOOKUP_TRIES
-from .failed_loads import (
-    FIRST_RETRY_SECONDS,
-    LAST_RETRY_SECONDS,
-    LOAD_FAILURES,
-    FailureRememberingLoader,
-    LoadFailure,
-    LoadFailures,
-    dir_fingerprint,
-    retry_delay,
-)
+from .failed_loads import FIRST_RETRY_SECONDS, LAST_RETRY_SECONDS, LOAD_FAILURES, FailureRememberingLoader, LoadFailure, LoadFailures, dir_fingerprint, retry_delay
 from .model_management import DEPLOYED_MARKER, management_enabled
 from .predict_checks import check_model_task
 from .registry import HOOKS, MENDS, PINS, UNTESTED_VERSIONS_SETTING, UntestedVersionError, apply, check_versions

@@ -11,8 +11,8 @@ read whole), a JSON body that is not UTF-8 a 400 that says so, and a 422 names t
 import functools
 import math
 
-from ..toolkit import limits
-from ..toolkit.errors import shown
+from ..toolkit.serving import limits
+from ..toolkit.serving.errors import shown
 from ._common import _PATCHED, http_server_module
 
 

@@ -18,7 +18,7 @@ import os
 
 import grpc
 
-from ..toolkit.safe_paths import MODEL_NAME_RULE, is_inside, is_safe_model_name
+from ..toolkit.serving.safe_paths import MODEL_NAME_RULE, is_inside, is_safe_model_name
 from ._common import _LAZY_SYNC, _PATCHED, in_lazy_sync, log
 
 _HIDDEN_ENTRIES_MENDED = "_caikit_genai_hidden_entries_mended"

@@ -12,7 +12,7 @@ import inspect
 
 import grpc
 
-from ..toolkit import limits
+from ..toolkit.serving import limits
 from ._common import _CHECKED, _PATCHED, http_server_module
 
 

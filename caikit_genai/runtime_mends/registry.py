@@ -12,22 +12,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from packaging.specifiers import SpecifierSet
 
-from . import (
-    abandoned_streams,
-    batch_exit_codes,
-    data_model_lookup,
-    failed_loads,
-    hf_loading_threads,
-    http_bodies,
-    http_request_errors,
-    model_management,
-    model_paths,
-    openapi_spec,
-    predict_checks,
-    serving_metrics,
-    unavailable_503,
-    undecodable_grpc,
-)
+from . import abandoned_streams, batch_exit_codes, data_model_lookup, failed_loads, hf_loading_threads, http_bodies, http_request_errors, model_management, model_paths, openapi_spec, predict_checks, serving_metrics, unavailable_503, undecodable_grpc
 from ._common import http_server_module, log
 
 # Set to 1 to apply the mends on versions they were not checked on (a warning instead of an error).
@@ -278,7 +263,7 @@ class Hook:
 HOOKS = (
     Hook(
         "model_management.trainers.default",
-        "caikit_genai.toolkit.subprocess_training.PortableLocalTrainer",
+        "caikit_genai.toolkit.training.subprocess_training.PortableLocalTrainer",
         "Checks names and data paths before a job, and passes data streams into the spawned training process.",
     ),
     Hook(

@@ -1,5 +1,5 @@
 """6. Serving metrics and backpressure: every answered predict request is timed into our latency
-histogram (toolkit/serving_metrics.py), and a request refused at a batcher's queue bound
+histogram (toolkit/serving/serving_metrics.py), and a request refused at a batcher's queue bound
 (RESOURCE_EXHAUSTED over gRPC) is HTTP 503, as uvicorn's own concurrency limit answers,
 instead of caikit's 429.
 """
@@ -15,7 +15,7 @@ def serving_metrics_and_backpressure() -> None:
         GlobalPredictServicer,
     )
 
-    from ..toolkit import serving_metrics  # pylint: disable=import-outside-toplevel
+    from ..toolkit.serving import serving_metrics  # pylint: disable=import-outside-toplevel
 
     names.STATUS_CODE_TO_HTTP[grpc.StatusCode.RESOURCE_EXHAUSTED] = 503
     if not getattr(GlobalPredictServicer.predict_model, _PATCHED, False):

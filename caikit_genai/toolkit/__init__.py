@@ -1,2 +1,2 @@
-"""Shared helpers: device and precision choice, the one training loop, atomic model dirs,
-training-data readers and the offline data sources."""
+"""Shared mechanisms, one copy each, one package per concern: serving, generation, models,
+training, metrics and offline_data (docs/architecture.md says what each holds)."""

@@ -22,7 +22,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..toolkit.packing import pack_matrices
+from ..toolkit.serving.packing import pack_matrices
 
 HEAD_COLORS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

@@ -9,8 +9,8 @@ import numpy as np
 
 from caikit.interfaces.nlp.data_model import Token
 
-from ...toolkit import limits
-from ...toolkit.errors import invalid_argument
+from ...toolkit.serving import limits
+from ...toolkit.serving.errors import invalid_argument
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The forward passes: requests from many threads share padded passes (toolkit/batching.py),
+"""The forward passes: requests from many threads share padded passes (toolkit/serving/batching.py),
 and each input's attention maps are cut back to its own tokens."""
 
 from typing import Dict, List, Optional, Tuple

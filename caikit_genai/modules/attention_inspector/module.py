@@ -26,13 +26,13 @@ import alog
 
 from ...data_model.attention import ATTENTION_NOTE, AttentionResult
 from ...tasks import AttentionInspectionTask
-from ...toolkit.batching import DynamicBatcher, model_id_of
-from ...toolkit.device import serving_device
-from ...toolkit.errors import choice, invalid_argument, require_text
-from ...toolkit.hf_models import base_model_errors, hf_model_dir_paths, hf_source, load_eager, model_input_limit, save_hf_model_dir
-from ...toolkit.model_dir import read_metrics
-from ...toolkit.packing import PRECISIONS
-from ...toolkit.thread_safe import ThreadSafeTokenizer
+from ...toolkit.serving.batching import DynamicBatcher, model_id_of
+from ...toolkit.models.device import serving_device
+from ...toolkit.serving.errors import choice, invalid_argument, require_text
+from ...toolkit.models.hf_models import base_model_errors, hf_model_dir_paths, hf_source, load_eager, model_input_limit, save_hf_model_dir
+from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.serving.packing import PRECISIONS
+from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from ...views.attention_heatmap import draw_attention_heatmap
 from .encoding import EncodedSide, encode_side, encode_target, start_only
 from .forward import AttentionPasses

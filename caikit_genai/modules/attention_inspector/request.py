@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ...toolkit.errors import invalid_argument
+from ...toolkit.serving.errors import invalid_argument
 
 # The first of each is the default.
 AGGREGATES = ("none", "mean", "max", "rollout")

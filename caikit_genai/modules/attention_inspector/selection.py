@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ...data_model.attention import ATTENTION_NOTE, AttentionWeights
-from ...toolkit.errors import invalid_argument
-from ...toolkit.packing import PRECISIONS, pack_matrices
+from ...toolkit.serving.errors import invalid_argument
+from ...toolkit.serving.packing import PRECISIONS, pack_matrices
 from .encoding import EncodedSide
 from .request import InspectionRequest
 

@@ -26,20 +26,11 @@ from caikit.interfaces.nlp.tasks import TextGenerationTask
 import alog
 
 from ...nets.char_rnn import CharRNN
-from ...toolkit.device import serving_device
-from ...toolkit.errors import choice, invalid_argument, require_text
-from ...toolkit.generation import (
-    Chunk,
-    GenerationArgument,
-    GenerationParameters,
-    GenerationSignature,
-    choose_next_token,
-    generated_text_result,
-    generated_text_stream,
-    sampling_rng,
-)
-from ...toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
-from ...toolkit.recipes import recipe_train
+from ...toolkit.models.device import serving_device
+from ...toolkit.serving.errors import choice, invalid_argument, require_text
+from ...toolkit.generation import Chunk, GenerationArgument, GenerationParameters, GenerationSignature, choose_next_token, generated_text_result, generated_text_stream, sampling_rng
+from ...toolkit.models.model_dir import atomic_model_dir, read_metrics, write_metrics
+from ...toolkit.training.recipes import recipe_train
 from .recipe import DEFAULT_MAX_NEW_TOKENS_LIMIT, CharRecipe
 from .training import mean_loss, train_char_generator
 

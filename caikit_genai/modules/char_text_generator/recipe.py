@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...nets.char_rnn import CELLS
-from ...toolkit.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob
 
 # The most characters one request may ask for, unless a model says otherwise.
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096

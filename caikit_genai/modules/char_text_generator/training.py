@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import alog
 
 from ...nets.char_rnn import CharRNN, detach_state
-from ...toolkit.device import describe, resolve_device
-from ...toolkit.optimizers import adamw
-from ...toolkit.training import run_training, warmup_cosine_schedule
+from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.training.optimizers import adamw
+from ...toolkit.training.loop import run_training, warmup_cosine_schedule
 from .recipe import CharRecipe
 
 log = alog.use_channel("CHARGEN")

@@ -10,7 +10,7 @@ import torch
 
 from ...nets.dcgan import Generator
 from ...nets.image_classifier import ImageClassifier
-from ...toolkit.frechet import extract_features, frechet_distance, statistics
+from ...toolkit.metrics.frechet import extract_features, frechet_distance, statistics
 from .images import encode, tile, to_uint8, to_unit_range
 
 SAMPLES_DIR = "samples"

@@ -6,7 +6,7 @@ Serving (`ImageGenerationTask`: RPC `ImageGenerationTaskPredict`, HTTP
 the generator network runs in eval() on calls of exactly RENDER_CHUNK images (zero noise fills
 the last), so a seed fixes its image whatever `num_images` is and whatever else shares its call
 (image i of a request with seed s is image 0 of a request with seed s + i). That is what lets
-requests from many threads share generator calls (toolkit/batching.py). Tanh outputs in [-1, 1]
+requests from many threads share generator calls (toolkit/serving/batching.py). Tanh outputs in [-1, 1]
 become uint8 pixels, then PNG (or JPEG). Training lives in recipe.py and training.py.
 """
 
@@ -28,12 +28,12 @@ from ...data_model.image import GeneratedImages, LabeledImage
 from ...nets.dcgan import Generator
 from ...nets.image_classifier import ImageClassifier
 from ...tasks import ImageGenerationTask
-from ...toolkit import limits
-from ...toolkit.batching import DynamicBatcher, model_id_of
-from ...toolkit.device import serving_device
-from ...toolkit.errors import choice, invalid_argument, number_in_range, whole_number
-from ...toolkit.model_dir import atomic_model_dir, read_metrics, write_metrics
-from ...toolkit.recipes import recipe_train
+from ...toolkit.serving import limits
+from ...toolkit.serving.batching import DynamicBatcher, model_id_of
+from ...toolkit.models.device import serving_device
+from ...toolkit.serving.errors import choice, invalid_argument, number_in_range, whole_number
+from ...toolkit.models.model_dir import atomic_model_dir, read_metrics, write_metrics
+from ...toolkit.training.recipes import recipe_train
 from .images import seeded_noise, slerp, tile, to_image, to_uint8
 from .recipe import DEFAULT_MAX_IMAGES, DCGANRecipe
 from .training import train_dcgan

@@ -5,7 +5,7 @@ Adam 2e-4 with beta1 0.5)."""
 from dataclasses import dataclass
 from typing import Optional
 
-from ...toolkit.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob
 
 DEFAULT_MAX_IMAGES = 256
 

@@ -14,9 +14,9 @@ import alog
 
 from ...nets.dcgan import Discriminator, Generator
 from ...nets.image_classifier import ImageClassifier
-from ...toolkit import distributed
-from ...toolkit.device import describe, resolve_device
-from ...toolkit.training import TrainingReport, run_training
+from ...toolkit.training import distributed
+from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.training.loop import TrainingReport, run_training
 from .evaluation import AveragedGenerator, Evaluation
 from .images import to_unit_range
 from .recipe import DCGANRecipe

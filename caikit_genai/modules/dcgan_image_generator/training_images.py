@@ -41,8 +41,8 @@ def read_training_images(training_data, image_size: int = 0, channels: int = 0) 
 
 def _stream_entries(stream) -> Iterator[Tuple[str, object, Optional[str]]]:
     """(name for errors, bytes or file path, label) for each image a stream element gives."""
-    from ...toolkit.subprocess_training import DATA_DIR_SETTING, training_data_dir  # pylint: disable=import-outside-toplevel
-    from ...toolkit.safe_paths import resolve_inside  # pylint: disable=import-outside-toplevel
+    from ...toolkit.training.subprocess_training import DATA_DIR_SETTING, training_data_dir  # pylint: disable=import-outside-toplevel
+    from ...toolkit.serving.safe_paths import resolve_inside  # pylint: disable=import-outside-toplevel
 
     # A stream from a train request carries the runtime's training data dir (the spawned
     # training process does not have the runtime's config); in-process, the configured one.

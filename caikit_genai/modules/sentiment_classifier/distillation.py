@@ -8,7 +8,7 @@ import torch
 
 import alog
 
-from ...toolkit.hf_models import CAIKIT_CONFIG, HF_SUBDIR, hf_source
+from ...toolkit.models.hf_models import CAIKIT_CONFIG, HF_SUBDIR, hf_source
 
 log = alog.use_channel("SENTIMENT")
 

@@ -20,14 +20,14 @@ from caikit.interfaces.nlp.tasks import TextClassificationTask
 import alog
 
 from ...data_model import LabeledText
-from ...toolkit.batching import DynamicBatcher, model_id_of
-from ...toolkit.device import autocast, serving_device
-from ...toolkit.errors import invalid_argument, require_text
-from ...toolkit.frozen_layers import cached_scores, pad_token_ids
-from ...toolkit.hf_models import hf_model_dir_paths, model_input_limit, save_hf_model_dir
-from ...toolkit.model_dir import read_metrics
-from ...toolkit.recipes import recipe_train
-from ...toolkit.thread_safe import ThreadSafeTokenizer
+from ...toolkit.serving.batching import DynamicBatcher, model_id_of
+from ...toolkit.models.device import autocast, serving_device
+from ...toolkit.serving.errors import invalid_argument, require_text
+from ...toolkit.training.frozen_layers import cached_scores, pad_token_ids
+from ...toolkit.models.hf_models import hf_model_dir_paths, model_input_limit, save_hf_model_dir
+from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.training.recipes import recipe_train
+from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from .distillation import teacher_name
 from .recipe import SentimentRecipe
 from .training import load_hf_classifier, train_sentiment
@@ -58,13 +58,13 @@ class SentimentClassifier(ModuleBase):
         super().__init__()
         self.device = serving_device(device)
         # Request threads share one model: torch's forward pass is safe to share, the
-        # tokenizer is not (see toolkit/thread_safe.py).
+        # tokenizer is not (see toolkit/serving/thread_safe.py).
         self.tokenizer = ThreadSafeTokenizer(tokenizer)
         self.model = model.to(self.device).eval()
         self.max_input_tokens = max_input_tokens
         self.metrics = metrics or {}
         self.labels = [self.model.config.id2label[index] for index in range(self.model.config.num_labels)]
-        # Single requests from many threads run as shared forward passes (toolkit/batching.py).
+        # Single requests from many threads run as shared forward passes (toolkit/serving/batching.py).
         self.batcher = DynamicBatcher(self._scores, model_id, cost=len)
         # Set by train(freeze_layers=N): the training texts' cached lower-layer states (see scores_of).
         self.frozen_states: Optional[dict] = None

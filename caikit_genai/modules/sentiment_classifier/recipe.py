@@ -4,7 +4,7 @@ are built with (bootstrap/sentiment.py)."""
 from dataclasses import dataclass
 from typing import Optional
 
-from ...toolkit.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob
 
 
 @dataclass

@@ -17,12 +17,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 import alog
 
-from ...toolkit.device import describe, resolve_device
-from ...toolkit.frozen_layers import cache_lower_states, cached_scores, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
-from ...toolkit.hf_models import base_model_errors, hf_source, model_input_limit, packaged_encoder_path
-from ...toolkit.optimizers import adamw
-from ...toolkit.training import TrainingReport, run_training, warmup_linear_schedule
-from ...toolkit.training_data import labeled_pairs
+from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.training.frozen_layers import cache_lower_states, cached_scores, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
+from ...toolkit.models.hf_models import base_model_errors, hf_source, model_input_limit, packaged_encoder_path
+from ...toolkit.training.optimizers import adamw
+from ...toolkit.training.loop import TrainingReport, run_training, warmup_linear_schedule
+from ...toolkit.training.training_data import labeled_pairs
 from .distillation import UNLABELLED, distillation_loss, load_teacher, teacher_scores, unlabelled_list
 from .recipe import SentimentRecipe
 

@@ -12,7 +12,7 @@ import torch
 from caikit.interfaces.nlp.data_model import FinishReason
 
 from ...data_model.translation import TranslationResult
-from ...toolkit.errors import invalid_argument
+from ...toolkit.serving.errors import invalid_argument
 from ...toolkit.generation import GenerationParameters, choose_next_token, sampling_rng
 
 DEFAULT_MAX_NEW_TOKENS = 128

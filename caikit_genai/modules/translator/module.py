@@ -33,14 +33,14 @@ from caikit.interfaces.nlp.tasks import TextGenerationTask
 
 from ...data_model.translation import TranslationListResult, TranslationPair, TranslationResult
 from ...tasks import TranslationListTask, TranslationTask
-from ...toolkit.batching import DynamicBatcher, model_id_of
-from ...toolkit.device import serving_device
-from ...toolkit.errors import invalid_argument, real_number, require_text, whole_number
+from ...toolkit.serving.batching import DynamicBatcher, model_id_of
+from ...toolkit.models.device import serving_device
+from ...toolkit.serving.errors import invalid_argument, real_number, require_text, whole_number
 from ...toolkit.generation import GenerationArgument, GenerationSignature, generated_text_result, generated_text_stream
-from ...toolkit.hf_models import HF_SUBDIR, hf_source, load_eager, model_input_limit, save_hf_model_dir
-from ...toolkit.model_dir import read_metrics
-from ...toolkit.recipes import recipe_train
-from ...toolkit.thread_safe import ThreadSafeTokenizer
+from ...toolkit.models.hf_models import HF_SUBDIR, hf_source, load_eager, model_input_limit, save_hf_model_dir
+from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.training.recipes import recipe_train
+from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from .decoding import DEFAULT_MAX_NEW_TOKENS, DecodeRequest, Seq2SeqDecoding, special_ids
 from .recipe import DEFAULT_MAX_NEW_TOKENS_LIMIT, TranslatorRecipe
 from .training import train_translator
@@ -128,7 +128,7 @@ class Translator(Seq2SeqDecoding, ModuleBase):
         generation_config.pad_token_id = self.pad_id
         self.tokens_generated = 0
         self._counter_lock = threading.Lock()
-        # Translations (single texts and lists) from many request threads share generate() calls (toolkit/batching.py).
+        # Translations (single texts and lists) from many request threads share generate() calls (toolkit/serving/batching.py).
         self.batcher = DynamicBatcher(self._decode_requests, model_id, cost=lambda request: request.source_tokens)
 
     # -- translation task ------------------------------------------------------------------

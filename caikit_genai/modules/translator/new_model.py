@@ -3,7 +3,7 @@ from scratch, and a BPE vocabulary for the target language trained on the target
 
 from typing import Sequence, Tuple
 
-from ...toolkit.hf_models import model_input_limit, packaged_encoder_path
+from ...toolkit.models.hf_models import model_input_limit, packaged_encoder_path
 from .recipe import TranslatorRecipe
 
 TARGET_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]

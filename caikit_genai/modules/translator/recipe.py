@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional
 
-from ...toolkit.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob
 
 # The most target tokens one request may ask for, unless a model says otherwise.
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 512

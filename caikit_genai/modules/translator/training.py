@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 import alog
 
-from ...toolkit.device import describe, resolve_device
-from ...toolkit.frozen_layers import encoder_layers, lower_states, upper_output
+from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.training.frozen_layers import encoder_layers, lower_states, upper_output
 from ...toolkit.offline_data import stable_split
-from ...toolkit.optimizers import adamw
-from ...toolkit.training import TrainingReport, run_training, warmup_cosine_schedule
-from ...toolkit.training_data import translation_pairs
+from ...toolkit.training.optimizers import adamw
+from ...toolkit.training.loop import TrainingReport, run_training, warmup_cosine_schedule
+from ...toolkit.training.training_data import translation_pairs
 from .new_model import new_translator
 from .recipe import TranslatorRecipe
 

@@ -16,15 +16,7 @@ extra parameters) and writes `def run(self, text: str = None, **generation)`:
 docs and the INVALID_ARGUMENT messages speak the caller's language.
 """
 
-from .checks import (
-    DECODING_METHODS,
-    MAX_SEED,
-    GenerationParameters,
-    check_generation_parameters,
-    check_max_new_tokens,
-    check_seed,
-    check_stop_sequences,
-)
+from .checks import DECODING_METHODS, MAX_SEED, GenerationParameters, check_generation_parameters, check_max_new_tokens, check_seed, check_stop_sequences
 from .results import Chunk, generated_text_result, generated_text_stream, stream_message
 from .sampling import choose_next_token, sampling_rng
 from .signature import CAIKIT_NLP_ARGUMENTS, GenerationArgument, GenerationSignature

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .. import limits
-from ..errors import choice, invalid_argument, real_number, whole_number
+from ..serving import limits
+from ..serving.errors import choice, invalid_argument, real_number, whole_number
 
 DECODING_METHODS = ("SAMPLING", "GREEDY")
 MAX_SEED = 2**64 - 1

@@ -12,7 +12,7 @@ import torch
 
 import alog
 
-from . import distributed
+from ..training import distributed
 
 log = alog.use_channel("DEVICE")
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 import alog
 
 from . import distributed
-from .device import autocast, grad_scaler
+from ..models.device import autocast, grad_scaler
 
 log = alog.use_channel("TRAIN")
 

@@ -15,7 +15,7 @@ import inspect
 import textwrap
 from typing import Any, Callable, ClassVar, Dict, Optional, Sequence, Union, get_args, get_origin
 
-from .errors import invalid_argument
+from ..serving.errors import invalid_argument
 
 
 def knob(

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import alog
 
-from . import distributed
+from ..training import distributed
 
 log = alog.use_channel("MODELDIR")
 

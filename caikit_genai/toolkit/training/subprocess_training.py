@@ -49,8 +49,8 @@ from caikit.runtime.service_generation.data_stream_source import DataStreamSourc
 from caikit.runtime.types.caikit_runtime_exception import CaikitRuntimeException
 from grpc import StatusCode
 
-from .errors import invalid_argument
-from .safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
+from ..serving.errors import invalid_argument
+from ..serving.safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
 
 log = alog.use_channel("TRAINING")
 

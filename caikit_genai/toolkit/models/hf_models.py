@@ -12,7 +12,7 @@ from typing import Iterator, Optional, Tuple
 
 import yaml
 
-from .errors import invalid_argument
+from ..serving.errors import invalid_argument
 
 CAIKIT_CONFIG = "config.yml"
 

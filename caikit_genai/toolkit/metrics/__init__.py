@@ -1,0 +1,1 @@
+"""Quality figures: Frechet distance and the classification report."""

@@ -1,0 +1,2 @@
+"""Model dirs and devices: the Hugging Face layout, atomic saves and metrics.json, device and mixed
+precision."""
