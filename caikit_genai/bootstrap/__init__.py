@@ -13,6 +13,7 @@ from typing import Callable, Dict
 
 import alog
 
+from ..report.records import RECORDS_DIR, record_build
 from .attention import build_attention_minilm, build_attention_mpnet
 from .char_austen import CHAR_AUSTEN_RECIPE, build_char_austen, char_austen_splits
 from .dcgan_fashion import DCGAN_FASHION_RECIPE, build_dcgan_fashion
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
         "--only", choices=sorted({**BUILDERS, **OPT_IN_BUILDERS}), action="append", help="build just these"
     )
     parser.add_argument("--missing", action="store_true", help="skip models whose dir already exists")
+    parser.add_argument("--records-dir", default=RECORDS_DIR, help="where each build writes its model's record for docs/models.md (if that dir exists)")
     args = parser.parse_args(argv)
     alog.configure(default_level="info", formatter="pretty")
     failures = 0
@@ -60,6 +62,8 @@ def main(argv=None) -> int:
             log.error("%s: build failed", name, exc_info=True)
             failures += 1
             continue
+        build_seconds = time.monotonic() - started
         summary = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
-        print(f"built {name} in {time.monotonic() - started:.0f} s: {json.dumps(summary)}", flush=True)
+        print(f"built {name} in {build_seconds:.0f} s: {json.dumps(summary)}", flush=True)
+        record_build(name, model_path, build_seconds, args.records_dir, opt_in=name in OPT_IN_BUILDERS)
     return 1 if failures else 0

@@ -1,0 +1,75 @@
+"""docs/models.md is what the committed records render (drift), every default model has a record
+that says where its figures came from, and a real (tiny) build's metrics.json becomes a record and
+a card through the bootstrap's own hook."""
+
+import functools
+import json
+import os
+
+from caikit_genai.bootstrap import BUILDERS, build_sentiment, main as bootstrap_main
+from caikit_genai.report import main, read_records, record_build, render_card
+from caikit_genai.report.records import card_subset
+from conftest import REPO_ROOT
+
+RECORDS = os.path.join(REPO_ROOT, "docs", "model-records")
+PAGE = os.path.join(REPO_ROOT, "docs", "models.md")
+
+
+def test_models_page_is_what_the_records_render():
+    assert main(["--check", "--records-dir", RECORDS, "--output", PAGE]) == 0, "docs/models.md is stale: run `make report`"
+    with open(os.path.join(REPO_ROOT, "Makefile"), encoding="utf-8") as makefile:
+        assert "\nreport: $(INSTALLED)\n\t$(PY) -m caikit_genai.report\n" in makefile.read()
+
+
+def test_check_names_the_page_and_the_command_when_they_differ(tmp_path, capsys):
+    stale = tmp_path / "models.md"
+    with open(PAGE, encoding="utf-8") as page:
+        stale.write_text(page.read().replace("**89.0%**", "**88.0%**"))
+    assert main(["--check", "--records-dir", RECORDS, "--output", str(stale)]) == 1
+    complaint = capsys.readouterr().err
+    assert str(stale) in complaint and "make report" in complaint
+    assert main(["--records-dir", RECORDS, "--output", str(stale)]) == 0  # `make report` mends it
+    assert main(["--check", "--records-dir", RECORDS, "--output", str(stale)]) == 0
+
+
+def test_every_default_model_has_a_record_of_figures_its_card_shows():
+    records = {record["model"]: record for record in read_records(RECORDS)}
+    assert set(BUILDERS) <= set(records)
+    for name, record in records.items():
+        assert record["source"] and record["built"] and record["machine"], name
+        # Nothing in a record that the card does not show (a record is that subset of metrics.json).
+        assert card_subset(record["metrics"]) == record["metrics"], name
+        assert f"{name}.json" in os.listdir(RECORDS), f"the record of {name} is not in {name}.json"
+
+
+def test_a_build_writes_its_record_and_the_card_shows_its_metrics(tmp_path, tiny_bert_dir, monkeypatch):
+    # The real builder and the real hook in bootstrap's main, on a slice of the data with a tiny BERT.
+    tiny_sentiment = functools.partial(build_sentiment, base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16, freeze_layers=1)
+    monkeypatch.setitem(BUILDERS, "sentiment", tiny_sentiment)
+    records_dir, models_dir = tmp_path / "records", tmp_path / "models"
+    records_dir.mkdir()
+    assert bootstrap_main(["--models-dir", str(models_dir), "--only", "sentiment", "--records-dir", str(records_dir)]) == 0
+
+    with open(models_dir / "sentiment" / "metrics.json", encoding="utf-8") as metrics_file:
+        metrics = json.load(metrics_file)
+    with open(records_dir / "sentiment.json", encoding="utf-8") as record_file:
+        record = json.load(record_file)
+    assert record["metrics"]["test_accuracy"] == metrics["test_accuracy"]
+    assert record["metrics"]["test_accuracy_95ci"] == metrics["test_accuracy_95ci"]
+    assert record["metrics"]["recipe"] == metrics["recipe"]
+    assert "evaluations" not in record["metrics"] and "evaluations" in metrics
+    assert record["build_seconds"] == metrics["build_seconds"] and record["model_dir_mib"] > 0
+    assert "cores" in record["machine"] and not record["opt_in"]
+
+    card = render_card(record)
+    low, high = metrics["test_accuracy_95ci"]
+    assert f"**{100 * metrics['test_accuracy']:.1f}%** of {metrics['test_examples']} examples" in card
+    assert f"95% interval {100 * low:.1f}-{100 * high:.1f}%" in card
+    assert f"{metrics['latency_ms_p50']:.1f} / {metrics['latency_ms_p95']:.1f} ms" in card
+    page = tmp_path / "models.md"
+    assert main(["--records-dir", str(records_dir), "--output", str(page)]) == 0
+    assert card in page.read_text()
+
+    # Outside a checkout (no records dir) a build writes no record.
+    assert record_build("sentiment", str(models_dir / "sentiment"), 1.0, str(tmp_path / "absent")) is None
+    assert not (tmp_path / "absent").exists()
