@@ -1,7 +1,7 @@
 """Characters per second of CharTextGenerator's stateful sampling against a naive loop that
 re-reads the whole prefix at every step, same model, same sampling, same run.
 
-    python benchmarks/char_generation_speed.py [--model-dir models/char-austen] [--lengths 100 1000 10000]
+    python benchmarks/char_generation_speed.py [--model-dir models/char-austen] [--lengths 100 1000 10000] [--device cuda]
 
 Without --model-dir it times an untrained 2x512 LSTM (speed does not depend on training). The
 naive loop costs O(n^2): each length gets --naive-budget seconds, and a run cut short reports its
@@ -22,10 +22,10 @@ from caikit_genai.nets import CharRNN
 from caikit_genai.toolkit.generation import choose_next_token, sampling_rng
 
 
-def untrained_generator() -> CharTextGenerator:
+def untrained_generator(device: str = "cpu") -> CharTextGenerator:
     torch.manual_seed(0)
     vocab = "".join(sorted(set(string.printable)))
-    return CharTextGenerator(CharRNN(len(vocab), hidden_size=512, num_layers=2, cell="lstm", embedding_dim=64), vocab, 10_000_000, "cpu")
+    return CharTextGenerator(CharRNN(len(vocab), hidden_size=512, num_layers=2, cell="lstm", embedding_dim=64), vocab, 10_000_000, device)
 
 
 def stateful(generator: CharTextGenerator, prompt: str, length: int, seed: int):
@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive loop gets per length")
     parser.add_argument("--prompt", default="The next morning")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="for the untrained LSTM (a --model-dir follows its own device)")
     args = parser.parse_args(argv)
 
     if args.model_dir:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         generator.max_new_tokens_limit = max(generator.max_new_tokens_limit, *args.lengths)
         model = f"{args.model_dir}"
     else:
-        generator = untrained_generator()
+        generator = untrained_generator(args.device)
         model = "an UNTRAINED 2x512 LSTM (no --model-dir given; speed does not depend on the weights)"
     net = generator.net
     print(f"model: {model}: {net.num_layers}x{net.hidden_size} {net.cell.upper()}, vocab {net.vocab_size}")

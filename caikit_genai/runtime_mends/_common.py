@@ -2,7 +2,9 @@
 whether this thread is in caikit's lazy loader's sync of `local_models_dir`, and caikit's HTTP
 server module (absent without caikit's HTTP extra)."""
 
+import functools
 import threading
+from typing import Any, Callable
 
 import alog
 
@@ -18,6 +20,19 @@ _LAZY_SYNC = threading.local()
 
 def in_lazy_sync() -> bool:
     return getattr(_LAZY_SYNC, "active", False)
+
+
+def replace_once(owner: Any, attribute: str, wrap: Callable[[Callable], Callable], static: bool = False) -> bool:
+    """`owner.attribute = wrap(original)`, unless a mend already replaced it (apply() runs again
+    in tests and subprocesses). The replacement keeps the original's name and docstring and is
+    marked; `static` keeps a staticmethod one. True when this call replaced it."""
+    original = getattr(owner, attribute)
+    if getattr(original, _PATCHED, False):
+        return False
+    replacement = functools.wraps(original)(wrap(original))
+    setattr(replacement, _PATCHED, True)
+    setattr(owner, attribute, staticmethod(replacement) if static else replacement)
+    return True
 
 
 def http_server_module():

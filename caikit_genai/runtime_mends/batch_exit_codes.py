@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 
-from ._common import _PATCHED, log
+from ._common import log, replace_once
 
 
 # What a train call raises, or a job ends with, when the request or its data is at fault.
@@ -29,16 +29,15 @@ def batch_training_exit_codes() -> None:
     main = sys.modules.get("__main__")
     if getattr(getattr(main, "__spec__", None), "name", None) != "caikit.runtime.train":
         return
-    if getattr(main.train, _PATCHED, False):
-        return
-    train = main.train
+    replace_once(main, "train", functools.partial(_with_user_errors, main))
 
+
+def _with_user_errors(main, train):
     def user_error_exit(message: str):
         options, _ = _batch_options().parse_known_args()
         log.error("training refused: %s", message)
         main.exit_complete(main.USER_ERROR_EXIT_CODE, options.save_path, message, options.log_file, options.log_enabled)
 
-    @functools.wraps(train)
     def train_with_user_errors(*args, **kwargs):
         try:
             future = train(*args, **kwargs)
@@ -51,8 +50,7 @@ def batch_training_exit_codes() -> None:
             user_error_exit("; ".join(f"{type(error).__name__}: {error}" for error in errors))
         return future
 
-    setattr(train_with_user_errors, _PATCHED, True)
-    main.train = train_with_user_errors
+    return train_with_user_errors
 
 
 def _batch_options() -> argparse.ArgumentParser:

@@ -5,9 +5,8 @@ the runtime at start (seen here once in about twenty starts serving five models,
 traceback ending in `import_util.get_data_model`). The lookup is retried.
 """
 
-import functools
 
-from ._common import _PATCHED, log
+from ._common import log, replace_once
 
 
 DATA_MODEL_LOOKUP_TRIES = 20
@@ -19,11 +18,12 @@ def data_model_lookup_survives_imports() -> None:
     from caikit.runtime.servicers import global_train_servicer
     from caikit.runtime.utils import import_util, servicer_util
 
-    get_data_model = import_util.get_data_model
-    if getattr(get_data_model, _PATCHED, False):
-        return
+    replace_once(import_util, "get_data_model", _retrying)
+    for module in (global_train_servicer, servicer_util):
+        module.get_data_model = import_util.get_data_model
 
-    @functools.wraps(get_data_model)
+
+def _retrying(get_data_model):
     def retried_get_data_model(*args, **kwargs):
         for attempt in range(DATA_MODEL_LOOKUP_TRIES):
             try:
@@ -34,6 +34,4 @@ def data_model_lookup_survives_imports() -> None:
                 log.debug("data model lookup raced an import (%s): again", err)
         raise AssertionError("unreachable")
 
-    setattr(retried_get_data_model, _PATCHED, True)
-    for module in (import_util, global_train_servicer, servicer_util):
-        module.get_data_model = retried_get_data_model
+    return retried_get_data_model

@@ -8,22 +8,16 @@ read whole), a JSON body that is not UTF-8 a 400 that says so, and a 422 names t
 (`parameters.top_k: ...`) and quotes what it echoes escaped and short.
 """
 
-import functools
 import math
 
 from ..toolkit.serving import limits
 from ..toolkit.serving.errors import shown
-from ._common import _PATCHED, http_server_module
+from ._common import http_server_module, replace_once
 
 
 def read_http_bodies() -> None:
     """Every route of caikit's HTTP server that reads a body calls its `pydantic_from_request`."""
-    http_server = http_server_module()
-    if getattr(http_server.pydantic_from_request, _PATCHED, False):
-        return
-    body_reader = _json_body_reader(http_server.pydantic_from_request)
-    setattr(body_reader, _PATCHED, True)
-    http_server.pydantic_from_request = body_reader
+    replace_once(http_server_module(), "pydantic_from_request", _json_body_reader)
 
 
 def _json_body_reader(read_other_media_types):
@@ -34,7 +28,6 @@ def _json_body_reader(read_other_media_types):
     from fastapi import HTTPException, status
     from fastapi.exceptions import RequestValidationError
 
-    @functools.wraps(read_other_media_types)
     async def pydantic_from_request(pydantic_model, request):
         try:
             return await read_body(pydantic_model, request)

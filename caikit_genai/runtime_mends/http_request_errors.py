@@ -5,25 +5,22 @@ its own streaming handler answer INVALID_ARGUMENT / 400 (a train request's integ
 int64 fails its conversion to proto). They keep their status, or answer 400.
 """
 
-import functools
 
-from ._common import _PATCHED, http_server_module, log
+from ._common import http_server_module, log, replace_once
 
 
 def request_errors_are_http_4xx() -> None:
     """caikit's handlers call `_handle_exception` for any error: None re-raises it (FastAPI
     answers its HTTPExceptions itself), a dict is the error body."""
+    replace_once(http_server_module().RuntimeHTTPServer, "_handle_exception", _answering_request_errors, static=True)
+
+
+def _answering_request_errors(handle_exception):
     # pylint: disable=import-outside-toplevel
     import uuid
 
     from starlette.exceptions import HTTPException
 
-    server_class = http_server_module().RuntimeHTTPServer
-    handle_exception = server_class._handle_exception  # pylint: disable=protected-access
-    if getattr(handle_exception, _PATCHED, False):
-        return
-
-    @functools.wraps(handle_exception)
     def handle_request_errors(err):
         if isinstance(err, HTTPException):
             return None
@@ -32,5 +29,4 @@ def request_errors_are_http_4xx() -> None:
             return {"details": f"invalid request: {err}", "code": 400, "id": uuid.uuid4().hex}
         return handle_exception(err)
 
-    setattr(handle_request_errors, _PATCHED, True)
-    server_class._handle_exception = staticmethod(handle_request_errors)  # pylint: disable=protected-access
+    return handle_request_errors

@@ -7,20 +7,17 @@ serves caikit's completed spec, with caikit's enums (FinishReason, JobStatus) de
 the JSON carries them: their names, not the integers of the proto.
 """
 
-import functools
 
-from ._common import _PATCHED, http_server_module
+from ._common import http_server_module, replace_once
 
 
 def serve_completed_openapi_spec() -> None:
     """After caikit's `_patch_openapi_spec`, the app's `openapi()` (what `/openapi.json` and
     `/docs` call) returns the spec caikit completed, as FastAPI documents for a custom spec."""
-    server_class = http_server_module().RuntimeHTTPServer
-    patch_spec = server_class._patch_openapi_spec  # pylint: disable=protected-access
-    if getattr(patch_spec, _PATCHED, False):
-        return
+    replace_once(http_server_module().RuntimeHTTPServer, "_patch_openapi_spec", _keeping_the_spec)
 
-    @functools.wraps(patch_spec)
+
+def _keeping_the_spec(patch_spec):
     def patch_and_keep_spec(self):
         patch_spec(self)
         completed = self.app.openapi_schema
@@ -28,8 +25,7 @@ def serve_completed_openapi_spec() -> None:
             _enum_schema_by_name(schema)
         self.app.openapi = lambda: completed
 
-    setattr(patch_and_keep_spec, _PATCHED, True)
-    server_class._patch_openapi_spec = patch_and_keep_spec  # pylint: disable=protected-access
+    return patch_and_keep_spec
 
 
 def _enum_schema_by_name(schema: dict) -> None:

@@ -13,7 +13,7 @@ import inspect
 import grpc
 
 from ..toolkit.serving import limits
-from ._common import _CHECKED, _PATCHED, http_server_module
+from ._common import _CHECKED, _PATCHED, http_server_module, replace_once
 
 
 def check_predict_requests() -> None:
@@ -91,11 +91,10 @@ def check_model_task(model, model_id: str, task) -> None:
 
 def _http_inputs_as_sent(server_class) -> None:
     """caikit's `_get_request_params` drops a falsy `inputs` (`if value:`): put it back."""
-    get_request_params = server_class._get_request_params  # pylint: disable=protected-access
-    if getattr(get_request_params, _PATCHED, False):
-        return
+    replace_once(server_class, "_get_request_params", _with_falsy_inputs)
 
-    @functools.wraps(get_request_params)
+
+def _with_falsy_inputs(get_request_params):
     def request_params_with_inputs(self, rpc, request):
         params = get_request_params(self, rpc, request)
         inputs = getattr(request, "inputs", None)
@@ -105,5 +104,4 @@ def _http_inputs_as_sent(server_class) -> None:
             params.setdefault(names[0], inputs)
         return params
 
-    setattr(request_params_with_inputs, _PATCHED, True)
-    server_class._get_request_params = request_params_with_inputs  # pylint: disable=protected-access
+    return request_params_with_inputs

@@ -7,7 +7,7 @@ import functools
 
 import grpc
 
-from ._common import _PATCHED, log
+from ._common import log, replace_once
 
 
 class _UndecodableRequest:
@@ -25,11 +25,10 @@ def refuse_undecodable_grpc_requests() -> None:
         CaikitRuntimeServerWrapper,
     )
 
-    make_new_handler = CaikitRuntimeServerWrapper._make_new_handler  # pylint: disable=protected-access
-    if getattr(make_new_handler, _PATCHED, False):
-        return
+    replace_once(CaikitRuntimeServerWrapper, "_make_new_handler", _checking_handlers)
 
-    @functools.wraps(make_new_handler)
+
+def _checking_handlers(make_new_handler):
     def make_checked_handler(self, original_rpc_handler, caikit_rpc=None):
         handler = make_new_handler(self, original_rpc_handler, caikit_rpc)
         if handler.request_streaming or handler.request_deserializer is None:
@@ -40,8 +39,7 @@ def refuse_undecodable_grpc_requests() -> None:
             **{behaviour: _refusing_undecodable(getattr(handler, behaviour))},
         )
 
-    setattr(make_checked_handler, _PATCHED, True)
-    CaikitRuntimeServerWrapper._make_new_handler = make_checked_handler  # pylint: disable=protected-access
+    return make_checked_handler
 
 
 def _tolerant_deserializer(deserialize):

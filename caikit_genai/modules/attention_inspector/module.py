@@ -46,12 +46,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 3_670_016
 PROBE_TEXT = "attention"
 
 
-@module(
-    id="18c5e7e8-a2b5-4724-a2f6-60f0745e4580",
-    name="AttentionInspector",
-    version="0.1.0",
-    task=AttentionInspectionTask,
-)
+@module(id="18c5e7e8-a2b5-4724-a2f6-60f0745e4580", name="AttentionInspector", version="0.1.0", task=AttentionInspectionTask)
 class AttentionInspector(ModuleBase):
     """Serves the attention weights of a Hugging Face encoder or encoder-decoder, per layer and head."""
 

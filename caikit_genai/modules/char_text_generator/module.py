@@ -66,12 +66,7 @@ class CharPrompt:
     parameters: GenerationParameters
 
 
-@module(
-    id="21ffbb05-8769-4c3c-b8a2-baf8c416ba7a",
-    name="CharTextGenerator",
-    version="0.1.0",
-    task=TextGenerationTask,
-)
+@module(id="21ffbb05-8769-4c3c-b8a2-baf8c416ba7a", name="CharTextGenerator", version="0.1.0", task=TextGenerationTask)
 class CharTextGenerator(ModuleBase):
     """Generates text one character at a time from a trained character-level LSTM/GRU."""
 

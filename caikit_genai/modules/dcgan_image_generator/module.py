@@ -61,12 +61,7 @@ class ImageRequest:
     as_grid: bool
 
 
-@module(
-    id="744ae8f0-d51d-45a4-9fb4-e3c0b303ad87",
-    name="DCGANImageGenerator",
-    version="0.1.0",
-    task=ImageGenerationTask,
-)
+@module(id="744ae8f0-d51d-45a4-9fb4-e3c0b303ad87", name="DCGANImageGenerator", version="0.1.0", task=ImageGenerationTask)
 class DCGANImageGenerator(ModuleBase):
     """Generates images from noise with a trained DCGAN generator (class-conditional or not)."""
 

@@ -37,12 +37,7 @@ log = alog.use_channel("SENTIMENT")
 INFERENCE_BATCH_SIZE = 64
 
 
-@module(
-    id="c974c406-8a2e-41eb-a80d-4e6c4eb526db",
-    name="SentimentClassifier",
-    version="0.1.0",
-    task=TextClassificationTask,
-)
+@module(id="c974c406-8a2e-41eb-a80d-4e6c4eb526db", name="SentimentClassifier", version="0.1.0", task=TextClassificationTask)
 class SentimentClassifier(ModuleBase):
     """Classifies text with a fine-tuned transformer; labels come from the model's id2label."""
 
