@@ -90,7 +90,7 @@ def models_dir(tmp_path_factory, tiny_bert_dir, tiny_bart_dir, tiny_translator_d
         [char_training_text()], max_new_tokens_limit=TINY_CHAR_MAX_NEW_TOKENS_LIMIT, **TINY_CHAR_RECIPE
     )
     generator.save(str(directory / TINY_CHAR_ID))
-    # Tiny stand-ins under the default models' names, for README's examples (tests/test_readme.py).
+    # Tiny stand-ins under the default models' names, for the examples of README and docs/ (tests/test_docs_commands.py).
     shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment")
     shutil.copytree(directory / TINY_SENTIMENT_ID, directory / "sentiment-minilm")
     austen = CharTextGenerator.train(

@@ -247,15 +247,14 @@ TGIS_FAILURE = (grpc.StatusCode.INTERNAL, "CUDA out of memory. Tried to allocate
 
 
 def readme_tgis_yaml() -> Dict[str, dict]:
-    """README's two TGIS config blocks, parsed: {"runtime_config": ..., "model_config": ...}."""
+    """docs/tgis.md's two TGIS config blocks, parsed: {"runtime_config": ..., "model_config": ...}."""
     import re
 
     import yaml
 
-    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-    with open(readme, encoding="utf-8") as readme_file:
-        section = readme_file.read().split("## Large generators on TGIS", 1)[1].split("\n## ", 1)[0]
-    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "tgis.md")
+    with open(page, encoding="utf-8") as page_file:
+        blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", page_file.read(), re.S)]
     return {"runtime_config": blocks[0], "model_config": blocks[1]}
 
 

@@ -16,20 +16,11 @@ from google.protobuf import json_format
 from PIL import Image
 
 from caikit_genai.attention_view import main
+from chromium_devtools import CHROMIUM_FLAGS
 from conftest import TINY_ATTENTION_ID, TINY_ATTENTION_SEQ2SEQ_ID
 from test_attention_module import panel_grid
 
 TEXT = "the cat sat on the mat"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def chromium(tmp_path, page, *flags) -> str:

@@ -286,15 +286,15 @@ def test_past_the_queue_bound_requests_are_refused_quickly_then_served(runtime):
     assert all(classify(runtime, TIGHT_ID, text).status_code == 200 for text in SENTIMENT_TEXTS)
 
 
-def test_readme_batching_example_is_a_valid_config():
+def test_the_documented_batching_example_is_a_valid_config():
     import caikit  # pylint: disable=import-outside-toplevel
     import re  # pylint: disable=import-outside-toplevel
     import yaml  # pylint: disable=import-outside-toplevel
 
     from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
 
-    with open(f"{REPO_ROOT}/README.md", encoding="utf-8") as readme:
-        blocks = [yaml.safe_load(code) for code in re.findall(r"```yaml\n(.*?)```", readme.read(), re.S)]
+    with open(f"{REPO_ROOT}/docs/performance.md", encoding="utf-8") as page:
+        blocks = [yaml.safe_load(code) for code in re.findall(r"```yaml\n(.*?)```", page.read(), re.S)]
     (example,) = [block for block in blocks if "batching" in (block or {}).get("genai", {})]
     original = json.loads(json.dumps(caikit.get_config().get("genai") or {}))
     try:

@@ -54,7 +54,8 @@ KUBERNETES_VERSION = "1.32.0"  # OpenShift 4.19
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 OPENSHIFT_UID = 1000650000  # a uid from an OpenShift project's range; its group is 0
 DEFAULT_MODELS = ("sentiment", "char-austen", "translator-en-id", "dcgan-fashion", "attention-minilm")
-README = os.path.join(REPO_ROOT, "README.md")
+# The pages whose cluster commands these tests check (docs/training.md has the training Jobs).
+CLUSTER_PAGES = [os.path.join(REPO_ROOT, "docs", page) for page in ("deployment.md", "training.md")]
 
 
 def kustomizations():
@@ -145,10 +146,13 @@ def pyproject() -> dict:
         return dict(re.findall(r'^(\w[\w-]*) = "([^"]*)"$', source.read(), re.M))
 
 
-def readme_commands(prefix: str) -> list:
-    """README's command lines that start with `prefix`."""
-    with open(README, encoding="utf-8") as readme:
-        return [line.strip() for line in readme if line.strip().startswith(prefix)]
+def documented_commands(prefix: str) -> list:
+    """The command lines of docs/deployment.md and docs/training.md that start with `prefix`."""
+    lines = []
+    for path in CLUSTER_PAGES:
+        with open(path, encoding="utf-8") as page:
+            lines += [line.strip() for line in page if line.strip().startswith(prefix)]
+    return lines
 
 
 def test_every_kustomization_is_found():
@@ -376,7 +380,7 @@ def test_volumes_bind_read_write_once_and_the_rwx_component_switches_them(tmp_pa
 
 def test_the_model_loader_makes_the_dirs_readme_copies_into(tmp_path):
     """The loader's own command, run with /models mapped to a temp dir, makes /models/<name>/ for
-    each default model, and its readiness probe passes only then; README's `oc cp` commands copy
+    each default model, and its readiness probe passes only then; docs/deployment.md's `oc cp` commands copy
     all five default models into those dirs. Its image is the runtime's (UBI 9 python-311 has the
     tar `oc cp` needs: sclorg s2i-base-container core/Dockerfile.rhel9 installs it)."""
     (pod,) = build("model-loader")
@@ -392,8 +396,8 @@ def test_the_model_loader_makes_the_dirs_readme_copies_into(tmp_path):
     assert script.endswith("exec sleep 3600")
     assert run_mapped([*container["command"][:2], script.replace("exec sleep 3600", "true")]).returncode == 0
     assert run_mapped(probe).returncode == 0
-    copies = [re.match(r"oc cp models/(\S+) model-loader:/models/(\S+)$", line) for line in readme_commands("oc cp ")]
-    assert all(copies), readme_commands("oc cp ")
+    copies = [re.match(r"oc cp models/(\S+) model-loader:/models/(\S+)$", line) for line in documented_commands("oc cp ")]
+    assert all(copies), documented_commands("oc cp ")
     assert sorted(match.group(1) for match in copies) == sorted(DEFAULT_MODELS)
     for match in copies:
         name, target = match.group(1), match.group(2)
@@ -464,10 +468,10 @@ def test_training_pods_tolerate_gpu_taints():
         assert toleration in template["spec"]["tolerations"]
 
 
-def test_each_readme_create_command_creates_exactly_one_job():
+def test_each_documented_create_command_creates_exactly_one_job():
     """`oc create` cannot re-create what exists (AlreadyExists), and `-f` skips kustomize (and the
-    image from deploy/image): each README command creates one Job, each Job once."""
-    creates = [command for command in readme_commands("oc create ") if command.split()[2] in ("-k", "-f")]
+    image from deploy/image): each documented command creates one Job, each Job once."""
+    creates = [command for command in documented_commands("oc create ") if command.split()[2] in ("-k", "-f")]
     assert sorted(creates) == ["oc create -k deploy/training/job", "oc create -k deploy/training/pytorchjob"], creates
     for command in creates:
         (job,) = build(os.path.relpath(command.split()[-1], "deploy"))

@@ -1,4 +1,4 @@
-"""Every size cap (README's Limits table) is refused before work starts, over gRPC and HTTP, with a
+"""Every size cap (the Limits table of docs/reliability.md) is refused before work starts, over gRPC and HTTP, with a
 message naming the setting; the table documents runtime_config.yaml's defaults; and lowered caps
 in a runtime's config are honoured (a runtime process with every cap lowered)."""
 
@@ -75,16 +75,16 @@ def test_size_check_refuses_long_texts_and_lists_and_passes_the_rest():
         limits.check_sizes({"stop_sequences": ["ok", "123456"]}, caps)
 
 
-# -- README documents the caps runtime_config.yaml sets --------------------------------------
+# -- docs/reliability.md documents the caps runtime_config.yaml sets --------------------------------------
 
 
 def limits_table():
-    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as readme:
-        section = readme.read().split("### Limits", 1)[1].split("\n### ", 1)[0]
+    with open(os.path.join(REPO_ROOT, "docs", "reliability.md"), encoding="utf-8") as page:
+        section = page.read().split("## Limits", 1)[1].split("\n## ", 1)[0]
     return [line for line in section.splitlines() if line.startswith("| `")]
 
 
-def test_readme_table_shows_every_cap_with_its_configured_default():
+def test_the_limits_table_shows_every_cap_with_its_configured_default():
     with open(os.path.join(REPO_ROOT, "runtime_config.yaml"), encoding="utf-8") as config_file:
         config = yaml.safe_load(config_file)
     configured = {f"genai.limits.{name}": value for name, value in config["genai"]["limits"].items()}
@@ -95,7 +95,7 @@ def test_readme_table_shows_every_cap_with_its_configured_default():
     rows = limits_table()
     for key, value in configured.items():
         row = next((row for row in rows if f"`{key}`" in row), None)
-        assert row is not None, f"README's Limits table has no row for {key}"
+        assert row is not None, f"docs/reliability.md's Limits table has no row for {key}"
         shown = "null" if value is None else f"{value:,}"
         assert f"| {shown} " in row or f"| `{value}` " in row or f"| {value} " in row, (key, value, row)
     assert Limits.from_config(config["genai"]["limits"]) == Limits(), "the code's defaults and the config's differ"

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from test_readme import check_output, localize, run, shell_commands
+from docs_pages import shell_commands
+from test_docs_commands import check_output, localize, run
 
 PROTOS = os.path.join(REPO_ROOT, "protos")
 DOC = os.path.join(REPO_ROOT, "docs", "protos.md")

@@ -13,23 +13,27 @@ from conftest import REPO_ROOT
 
 RECORDS = os.path.join(REPO_ROOT, "docs", "model-records")
 PAGE = os.path.join(REPO_ROOT, "docs", "models.md")
+README = os.path.join(REPO_ROOT, "README.md")
 
 
 def test_models_page_is_what_the_records_render():
-    assert main(["--check", "--records-dir", RECORDS, "--output", PAGE]) == 0, "docs/models.md is stale: run `make report`"
+    assert main(["--check", "--records-dir", RECORDS, "--output", PAGE, "--readme", README]) == 0, "run `make report`"
     with open(os.path.join(REPO_ROOT, "Makefile"), encoding="utf-8") as makefile:
         assert "\nreport: $(INSTALLED)\n\t$(PY) -m caikit_genai.report\n" in makefile.read()
 
 
 def test_check_names_the_page_and_the_command_when_they_differ(tmp_path, capsys):
-    stale = tmp_path / "models.md"
+    stale, readme = tmp_path / "models.md", tmp_path / "README.md"
     with open(PAGE, encoding="utf-8") as page:
         stale.write_text(page.read().replace("**89.0%**", "**88.0%**"))
-    assert main(["--check", "--records-dir", RECORDS, "--output", str(stale)]) == 1
+    with open(README, encoding="utf-8") as page:
+        readme.write_text(page.read().replace("| `make models` |", "| `make models-force` |", 1))
+    arguments = ["--records-dir", RECORDS, "--output", str(stale), "--readme", str(readme)]
+    assert main(["--check", *arguments]) == 1
     complaint = capsys.readouterr().err
-    assert str(stale) in complaint and "make report" in complaint
-    assert main(["--records-dir", RECORDS, "--output", str(stale)]) == 0  # `make report` mends it
-    assert main(["--check", "--records-dir", RECORDS, "--output", str(stale)]) == 0
+    assert str(stale) in complaint and str(readme) in complaint and "make report" in complaint
+    assert main(arguments) == 0  # `make report` mends both
+    assert main(["--check", *arguments]) == 0
 
 
 def test_every_default_model_has_a_record_of_figures_its_card_shows():

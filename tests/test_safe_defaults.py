@@ -23,7 +23,7 @@ from google.protobuf import json_format
 
 from caikit_genai.toolkit.serving import cpu_limit
 from caikit_genai.runtime_mends import DEPLOYED_MARKER, management_enabled
-from conftest import TINY_CHAR_ID, TINY_SENTIMENT_ID
+from conftest import REPO_ROOT, TINY_CHAR_ID, TINY_SENTIMENT_ID
 from served_runtime import ServedRuntime
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
@@ -275,3 +275,23 @@ def test_torch_threads_follow_the_cgroup_cpu_quota(tmp_path, monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_every_key_of_runtime_config_is_documented():
+    """docs/configuration.md names every key runtime_config.yaml sets (genai.limits.* in
+    docs/reliability.md's Limits table), by its full path."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and value and not path.endswith(".options"):
+                yield from leaves(value, path)
+            else:
+                yield path
+
+    with open(os.path.join(REPO_ROOT, "runtime_config.yaml"), encoding="utf-8") as config_file:
+        config = yaml.safe_load(config_file)
+    pages = "".join(open(os.path.join(REPO_ROOT, "docs", page), encoding="utf-8").read() for page in ("configuration.md", "reliability.md"))
+    missing = [path for path in leaves(config) if f"`{path}`" not in pages]
+    assert not missing, f"docs/configuration.md does not name: {missing}"

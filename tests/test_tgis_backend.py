@@ -3,7 +3,7 @@
 No TGIS server can run here, so the TGIS side is a stand-in: tests/fake_tgis.py, an in-process
 gRPC server implementing TGIS's own generation.proto (as shipped inside caikit-tgis-backend)
 over a tiny local BART generating with transformers. The session runtime (conftest.py) is
-configured with README's TGIS config block, pointed at it, and serves README's model dir; the
+configured with docs/tgis.md's config block, pointed at it, and serves that page's model dir; the
 stand-in records every request it receives, so these tests check what actually reached "TGIS".
 """
 
@@ -194,7 +194,7 @@ def test_caikit_nlp_client_works_against_it(runtime):
     assert "".join(chunks) == unary.generated_text
 
 
-def test_readme_model_dir_is_served_through_tgis(runtime, fake):
+def test_the_documented_model_dir_is_served_through_tgis(runtime, fake):
     before = len(fake.requests)
     result = predict(runtime, README_MODEL_ID, text=PROMPT, max_new_tokens=4, decoding_method="GREEDY")
     (_, sent), = fake.requests[before:]

@@ -4,7 +4,7 @@ command starts it (environment variables) and once with README's `tls.yaml` (mut
 free ports, with certificates made here by `tls_test_tools` (caikit's own tests use it): a CA,
 a server and a client certificate it signs, and a second CA with a client certificate of its own.
 
-Every command of README's "TLS and mutual TLS" runs here (tests/test_readme.py skips them), and
+Every command of docs/reliability.md's "TLS and mutual TLS" runs here (tests/test_docs_commands.py skips them), and
 caikit-nlp-client, requests, curl and grpcurl are the clients. Certificates name `localhost`,
 which is 127.0.0.1 on these machines; caikit's readiness probe calls the servers by that name too.
 """
@@ -30,10 +30,11 @@ from caikit_nlp_client import GrpcClient, HttpClient
 from conftest import README_PROMPT_LINES, REPO_ROOT, free_port
 from served_runtime import ServedRuntime, runtime_env
 from test_deploy import build
-from test_readme import VENV_BIN, check_output, readme_blocks, shell_commands
+from docs_pages import doc_blocks, shell_commands
+from test_docs_commands import VENV_BIN, check_output
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
-SECTION = "TLS and mutual TLS"
+PAGE, SECTION = "docs/reliability.md", "TLS and mutual TLS"
 MODEL_ID = "char-austen"  # the model README's calls name: a tiny stand-in here
 GRPCURL = os.path.join(VENV_BIN, "grpcurl")
 # README's paths are relative to the checkout (`tls/ca.crt`); here they are the test's files.
@@ -46,7 +47,7 @@ DEPLOY_TLS_DIR = "/etc/caikit-genai/tls/"
 
 
 def section_commands():
-    return [command for language, code in readme_blocks(SECTION) if language == "sh" for command in shell_commands(code)]
+    return [command for language, code in doc_blocks(PAGE, SECTION) if language == "sh" for command in shell_commands(code)]
 
 
 def assignments(command: str) -> Tuple[Dict[str, str], str]:
@@ -75,7 +76,7 @@ def serve_commands() -> Dict[str, Dict[str, str]]:
 
 
 def readme_tls_yaml() -> dict:
-    (code,) = [code for language, code in readme_blocks(SECTION) if language == "yaml"]
+    (code,) = [code for language, code in doc_blocks(PAGE, SECTION) if language == "yaml"]
     return yaml.safe_load(code)
 
 
@@ -308,11 +309,41 @@ def test_mtls_refuses_clients_without_a_certificate_from_its_ca(mtls, certs, cli
     assert http_client(mtls, ca, pair(certs, "client")).generate_text(MODEL_ID, "It was", max_new_tokens=5)
 
 
+# -- caikit_genai.client and the caikit-genai command -------------------------------------------
+
+
+@pytest.mark.slow
+def test_caikit_genai_client_and_command_over_tls_and_mtls(runtimes, certs):
+    from caikit_genai.client import TLS, Client, ClientError  # pylint: disable=import-outside-toplevel
+
+    for served in runtimes.values():
+        cert, key = served.client_cert or (None, None)
+        with Client(grpc=f"localhost:{served.grpc_port}", http=served.url, tls=TLS(ca=ca_of(certs), cert=cert, key=key)) as client:
+            texts = {client.generate(MODEL_ID, "It was", wire=wire, **GENERATE).text for wire in ("grpc", "http")}
+            texts |= {"".join(c.text for c in client.generate_stream(MODEL_ID, "It was", wire=wire, **GENERATE)) for wire in ("grpc", "http")}
+            assert len(texts) == 1 and len(texts.pop()) == GENERATE["max_new_tokens"]
+    # Under mutual TLS, no client certificate: the handshake fails on both wires.
+    with Client(grpc=f"localhost:{mtls_port(runtimes)}", http=runtimes["mtls"].url, tls=TLS(ca=ca_of(certs)), timeout=20) as client:
+        for wire in ("grpc", "http"):
+            with pytest.raises(ClientError) as refused:
+                client.generate(MODEL_ID, "It was", wire=wire, max_new_tokens=5)
+            assert refused.value.code == "UNAVAILABLE", refused.value
+    # The command's TLS flags (one run: each pays the command's start-up, several seconds).
+    command = [os.path.join(VENV_BIN, "caikit-genai"), "--grpc", f"localhost:{mtls_port(runtimes)}", "--ca", ca_of(certs)]
+    client_flags = ["--cert", pair(certs, "client")[0], "--key", pair(certs, "client")[1]]
+    answered = run(command + client_flags + ["generate", MODEL_ID, "It was", "--max-new-tokens", "5", "--json"], timeout=120)
+    assert answered.returncode == 0 and '"generated_tokens": 5' in answered.stdout, answered.stderr[-2000:]
+
+
+def mtls_port(runtimes) -> int:
+    return runtimes["mtls"].grpc_port
+
+
 # -- README -------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_readme_tls_calls_run_against_the_runtimes(runtimes, certs):
+def test_the_documented_tls_calls_run_against_the_runtimes(runtimes, certs):
     calls = call_commands()
     kinds = sorted((command.split()[0], shows_cert) for command, _, shows_cert in calls)
     assert kinds == [("curl", False), ("curl", True), ("grpcurl", False), ("grpcurl", True)], kinds
@@ -328,7 +359,7 @@ def test_readme_tls_calls_run_against_the_runtimes(runtimes, certs):
             assert refused.returncode != 0 and "generated_text" not in refused.stdout, refused.stdout
 
 
-def test_readme_config_forms_and_deploy_tls_set_the_same_keys():
+def test_the_documented_config_forms_and_deploy_tls_set_the_same_keys():
     commands = serve_commands()
     assert commands["config-files"] == {"CONFIG_FILES": "runtime_config.yaml,tls.yaml"}
     from_yaml = as_env_vars(readme_tls_yaml())

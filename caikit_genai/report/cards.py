@@ -236,11 +236,16 @@ def _knob(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def ranked(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Default models first, in the order `make models` builds them."""
+    order = _build_order()
+    return sorted(records, key=lambda record: (order.get(record["model"], len(order)), record["model"]))
+
+
 def render_page(records: List[Dict[str, Any]]) -> str:
     """docs/models.md: the header, then a card per record, default models first, in build order."""
-    order = _build_order()
-    ranked = sorted(records, key=lambda record: (order.get(record["model"], len(order)), record["model"]))
-    return "\n".join([PAGE_HEADER, "", PAGE_INTRO, "", *(render_card(record) for record in ranked)]).rstrip("\n") + "\n"
+    cards = [render_card(record) for record in ranked(records)]
+    return "\n".join([PAGE_HEADER, "", PAGE_INTRO, "", *cards]).rstrip("\n") + "\n"
 
 
 def _build_order() -> Dict[str, int]:

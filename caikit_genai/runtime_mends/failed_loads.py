@@ -25,7 +25,7 @@ from typing import Dict, Optional
 import grpc
 from caikit.runtime.model_management.core_model_loader import CoreModelLoader
 
-from ._common import in_lazy_sync, log
+from ._common import SWAP_LOADS, in_lazy_sync, log
 
 
 def dir_fingerprint(path: str) -> Optional[str]:
@@ -154,6 +154,8 @@ class FailureRememberingLoader(CoreModelLoader):
         try:
             model = super().load_module_instance(model_path, model_id, *args, **kwargs)
         except Exception as err:  # pylint: disable=broad-exception-caught
+            if model_id in SWAP_LOADS:
+                raise  # a replaced dir loading beside the served model: mend 17 reports it
             reason = _first_error(err)
             failure = LOAD_FAILURES.record(model_id, str(model_path), fingerprint, reason)
             log.error(

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from packaging.specifiers import SpecifierSet
 
-from . import abandoned_streams, batch_exit_codes, data_model_lookup, failed_loads, hf_loading_threads, http_bodies, http_request_errors, model_management, model_paths, openapi_spec, predict_checks, serving_metrics, unavailable_503, undecodable_grpc
+from . import abandoned_streams, batch_exit_codes, data_model_lookup, failed_loads, hf_loading_threads, http_bodies, http_request_errors, model_management, model_paths, model_swap, openapi_spec, playground_routes, predict_checks, serving_metrics, unavailable_503, undecodable_grpc
 from ._common import http_server_module, log
 
 # Set to 1 to apply the mends on versions they were not checked on (a warning instead of an error).
@@ -94,11 +94,12 @@ NAMES = "caikit.runtime.names"
 
 # How the wrappers of one method nest: the mend applied last runs first, on every call.
 NESTING = {
-    "ModelManager.load_model": (13, 4, 1, 14),
+    "ModelManager.load_model": (13, 17, 4, 1, 14),
     "ModelManager.retrieve_model": (13, 1, 14),
     "ModelManager.deploy_model": (1, 14),
     "ModelManager.undeploy_model": (1, 14),
-    "ModelManager._local_models_dir_sync": (13, 4),
+    "ModelManager._local_models_dir_sync": (13, 17, 4),
+    "InfoServicer._get_models_info": (13, 17),
     "GlobalPredictServicer.predict_model": (3, 8, 6),
 }
 
@@ -157,6 +158,17 @@ MENDS: Tuple[Mend, ...] = (
         "during iteration\" ends the runtime at start.",
         f"{UPSTREAM_REPORTS}#get_data_model-races-imports-at-start-up",
         data_model_lookup.data_model_lookup_survives_imports,
+    ),
+    Mend(
+        17, "model_swap",
+        _symbols(MODEL_MANAGER, "ModelManager.load_model", "ModelManager._local_models_dir_sync")
+        + _symbols("caikit.runtime.servicers.info_servicer", "InfoServicer._get_models_info"),
+        "A served model's dir replaced on disk (a model retrained or rebuilt and saved over it, a PVC "
+        "updated) is never loaded: the lazy loader only loads new dirs and unloads removed ones.",
+        f"{UPSTREAM_REPORTS}#a-served-models-replaced-dir-is-never-loaded",
+        model_swap.replaced_dirs_swap_live,
+        order="Between 4 and 13: it notes the dir of each load that 1, 4 and 14 let through, swaps after 4's "
+        "marked sync, and 13's checks still run first.",
     ),
     Mend(
         13, "failed_loads",
@@ -248,6 +260,15 @@ MENDS: Tuple[Mend, ...] = (
         http_request_errors.request_errors_are_http_4xx,
         http_only=True,
     ),
+    Mend(
+        16, "playground_routes",
+        _symbols(HTTP_SERVER, "RuntimeHTTPServer.start"),
+        "caikit's HTTP server has no hook for routes of our own (the playground at `/`), and keeps "
+        "FastAPI's /docs and /redoc, which load their script from a CDN: blank pages offline.",
+        "none: our page; /docs as a packaged page that points to /openapi.json and docs/",
+        playground_routes.serve_the_playground,
+        http_only=True,
+    ),
 )
 
 
@@ -269,7 +290,8 @@ HOOKS = (
     Hook(
         "model_management.loaders.default",
         "caikit_genai.runtime_mends.failed_loads.FailureRememberingLoader",
-        "Records each failed load with its first error and its dir's fingerprint (mend 13 reads the record).",
+        "Records each failed load with its first error and its dir's fingerprint (mend 13 reads the record); "
+        "a live swap's failed load is mend 17's to report.",
     ),
 )
 

@@ -40,7 +40,7 @@ caikit's `CoreModelLoader` and overrides its public `load_module_instance`. A co
 that `loaders.default` key keeps mend 13's other parts, and the runtime logs a warning that
 failed loads are not remembered.
 
-The other mends of model loading (1, 4, the rest of 13, 14) do not fit a finder or an initializer:
+The other mends of model loading (1, 4, the rest of 13, 14, 17) do not fit a finder or an initializer:
 
 - **They run too late.** A finder and an initializer run inside the loader, in caikit's load pool,
   after `ModelManager.load_model` has registered a `LoadedModel`, counted it in the metrics and
@@ -48,6 +48,8 @@ The other mends of model loading (1, 4, the rest of 13, 14) do not fit a finder 
   whose files failed before) becomes a failed load: listed in `/info/models`, retried
   `lazy_load_retries` times, and NOT_FOUND instead of INVALID_ARGUMENT. These mends act before that,
   in `ModelManager`, which caikit constructs itself with no factory.
+- **Nothing would call them.** caikit calls no loader, finder or initializer for a dir it already
+  serves; reloading a replaced one (mend 17) has to start in `ModelManager`'s sync.
 - **They see a path, not a request.** `find_model(model_path)` gets the path caikit already joined
   from the model id (or the bare id, for ephemeral models); not the id, the request, nor whether
   the call comes from the lazy loader's sync.

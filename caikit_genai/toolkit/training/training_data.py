@@ -7,21 +7,22 @@ raises a ValueError naming it, which the runtime reports as the job's ERRORED re
 
 from typing import Any, Iterable, List, Optional, Tuple
 
-from caikit.core.data_model import DataStream
+
+def two_fields(element: Any, first: str, second: str) -> Tuple[Any, Any]:
+    """The two fields of an example, whichever form it came in: a data object, a dict with those
+    keys (in-process callers), or a (first, second) pair; None where one is missing."""
+    if isinstance(element, dict):
+        return element.get(first), element.get(second)
+    if isinstance(element, (list, tuple)) and len(element) == 2:
+        return element[0], element[1]
+    return getattr(element, first, None), getattr(element, second, None)
 
 
 def labeled_pairs(stream: Optional[Iterable[Any]], what: str = "training_data") -> List[Tuple[str, str]]:
     """Turn a stream of LabeledText (or {"text", "label"} dicts, or (text, label) pairs) into pairs."""
-    if stream is None:
-        return []
     pairs = []
-    for index, element in enumerate(stream):
-        if isinstance(element, dict):
-            text, label = element.get("text"), element.get("label")
-        elif isinstance(element, (list, tuple)) and len(element) == 2:
-            text, label = element
-        else:
-            text, label = getattr(element, "text", None), getattr(element, "label", None)
+    for index, element in enumerate(stream or ()):
+        text, label = two_fields(element, "text", "label")
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{what} example {index} has no text: {element!r:.200}")
         if label is None or str(label).strip() == "":
@@ -30,25 +31,11 @@ def labeled_pairs(stream: Optional[Iterable[Any]], what: str = "training_data") 
     return pairs
 
 
-def as_stream(data: Any) -> Optional[DataStream]:
-    """Accept a DataStream or any in-process iterable (lists are handy in notebooks and tests)."""
-    if data is None or isinstance(data, DataStream):
-        return data
-    return DataStream.from_iterable(list(data))
-
-
 def translation_pairs(stream: Optional[Iterable[Any]], what: str = "training_data") -> List[Tuple[str, str]]:
     """Turn a stream of TranslationPair (or {"source", "target"} dicts, or (source, target) pairs) into pairs."""
-    if stream is None:
-        return []
     pairs = []
-    for index, element in enumerate(stream):
-        if isinstance(element, dict):
-            source, target = element.get("source"), element.get("target")
-        elif isinstance(element, (list, tuple)) and len(element) == 2:
-            source, target = element
-        else:
-            source, target = getattr(element, "source", None), getattr(element, "target", None)
+    for index, element in enumerate(stream or ()):
+        source, target = two_fields(element, "source", "target")
         for side, text in (("source", source), ("target", target)):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{what} pair {index} has no {side} text: {element!r:.200}")

@@ -1,4 +1,4 @@
-"""Every command in README's "Attention inspection" section, run as written against the test
+"""Every command in docs/api.md's "Attention inspection" section, run as written against the test
 runtime (which serves the real attention-minilm): curl through requests, grpcurl through the
 generated stubs after checking its names by reflection, the view command and the Python snippets.
 Only localhost's ports are swapped for the runtime's."""
@@ -16,12 +16,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from caikit_genai.attention_view import main as attention_view
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "api.md")
 
 
 def section(title: str) -> str:
-    text = open(README, encoding="utf-8").read()
-    start = text.index(f"\n### {title}\n")
+    text = open(PAGE, encoding="utf-8").read()
+    start = text.index(f"\n## {title}\n")
     end = re.search(r"\n##+ ", text[start + 1 :])
     return text[start : start + 1 + end.start()] if end else text[start:]
 
@@ -92,7 +92,7 @@ def run_grpcurl(runtime, argv):
     return json.loads(json_format.MessageToJson(response, preserving_proto_field_name=True))
 
 
-def test_readme_attention_shell_commands_run_as_written(runtime, tmp_path, monkeypatch):
+def test_the_attention_shell_commands_run_as_written(runtime, tmp_path, monkeypatch):
     os.symlink(runtime.models_dir, tmp_path / "models")
     monkeypatch.chdir(tmp_path)
     ran = []
@@ -115,7 +115,7 @@ def test_readme_attention_shell_commands_run_as_written(runtime, tmp_path, monke
     assert (tmp_path / "view.html").exists() and (tmp_path / "heatmap.png").exists()
 
 
-def test_readme_attention_python_snippets_print_what_they_say(runtime, tiny_bert_dir, tmp_path, monkeypatch):
+def test_the_attention_python_snippets_print_what_they_say(runtime, tiny_bert_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     snippets = code_blocks(section("Attention inspection"), "python")
     assert len(snippets) == 2
@@ -124,7 +124,7 @@ def test_readme_attention_python_snippets_print_what_they_say(runtime, tiny_bert
         code = code.replace("path/to/any-hf-encoder-or-seq2seq", tiny_bert_dir)
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+            exec(compile(code, "docs/api.md", "exec"), {})  # pylint: disable=exec-used
         promised = [
             line[2:]
             for previous, line in zip(snippet.splitlines(), snippet.splitlines()[1:])

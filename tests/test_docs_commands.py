@@ -1,10 +1,10 @@
-"""README's examples are run, in README's order, against the test runtime, so none can silently
-break: every curl and grpcurl command (with a real grpcurl binary), shell-run Python, and every
-Python block.
+"""The examples of README.md and of every docs/ page are run, each page in its own order, against
+the test runtime, so none can silently break: every curl and grpcurl command (with a real grpcurl
+binary), shell-run Python, and every Python block.
 
 The runtime serves tiny stand-ins under the default models' names (`sentiment`, `char-austen`;
 see conftest.py); `localhost:8080` / `:8085` become the test runtime's ports, `<id>` the last
-training id a command printed. A comment under a command that shows output (`# {...}`,
+training id a command of the same page printed. A comment under a command that shows output (`# {...}`,
 `# event: ...`) is checked: every field it names must be in the real output, and a label it shows
 must be the top label (for models README trains, not for the tiny stand-ins). A command that starts a training is followed until it is COMPLETED.
 Commands of other kinds must be listed in SKIPPED with the reason, or the test fails.
@@ -20,11 +20,11 @@ import pytest
 import requests
 
 from conftest import README_PROMPT_LINES, REPO_ROOT
+from docs_pages import PAGES, SHELL, doc_blocks, shell_commands
 from tiny_models import char_training_text
 
-README = os.path.join(REPO_ROOT, "README.md")
 VENV_BIN = os.path.dirname(sys.executable)
-# Commands README shows that this test does not run, and why.
+# Commands the pages show that this test does not run, and why.
 SKIPPED = {
     "make": "the two commands: CI runs `make test` itself; `make serve` and `make models` build the real defaults",
     ".venv/bin/python benchmarks/": "benchmarks print timings; tests/test_benchmarks*.py run them on tiny inputs",
@@ -35,51 +35,37 @@ SKIPPED = {
     "RUNTIME_TLS_": "run by tests/test_tls.py against a TLS runtime",
     "curl --cacert ": "run by tests/test_tls.py against a TLS runtime",
     "grpcurl -cacert ": "run by tests/test_tls.py against a TLS runtime",
+    "grpcurl -insecure ": "a Serverless InferenceService's TLS route: needs a cluster",
+    "kubectl apply": "needs a cluster: tests/test_deploy.py builds and validates every kustomization",
 }
-RUN = ("curl", "grpcurl", "python3", "python", "kubectl", "torchrun")
+# Pages whose commands another test runs (against the same kind of runtime), and which.
+RUN_ELSEWHERE = {
+    "docs/protos.md": "tests/test_protos.py (grpcurl -proto, protoc and the generated client)",
+    "docs/deployment.md": "a cluster's and a container engine's commands (oc, podman, the cluster's URLs): "
+    "tests/test_deploy.py builds and validates every kustomization they apply, checks the oc cp and "
+    "Job commands against the manifests, and serves the image's wheel as the ServingRuntimes run it",
+    "docs/caikit-upstream.md": "reproductions for caikit's tracker: they show what a plain caikit 0.28.3 "
+    "runtime does wrong, which this runtime's mends prevent (the tests of each mend, e.g. "
+    "tests/test_safe_defaults.py, tests/test_http_bodies.py, tests/test_request_paths.py, check the fixed behaviour)",
+}
+RUN = ("curl", "grpcurl", "python3", "python", "kubectl", "torchrun", "caikit-genai")
 # Tiny models under the default models' names: their fields are checked, not what they answer.
 STAND_INS = ("sentiment", "sentiment-minilm", "char-austen", "translator-en-id")
 
 
-def readme_blocks(section=None):
-    """(language, code) of every fenced block of README, in order; with `section` (a heading's
-    text), only the blocks under that heading, up to the next heading of its level or above."""
-    with open(README, encoding="utf-8") as readme:
-        text = readme.read()
-    if section is not None:
-        heading = re.search(rf"^(#+) {re.escape(section)}\n", text, re.M)
-        assert heading, f"README has no heading {section!r}"
-        ends = re.compile(rf"^#{{1,{len(heading.group(1))}}} ", re.M).finditer(text, heading.end())
-        # A `# comment` inside a fenced block is no heading: an odd count of fences before it.
-        end = next((match.start() for match in ends if text.count("```", 0, match.start()) % 2 == 0), len(text))
-        text = text[heading.end() : end]
-    return [(match.group(1), match.group(2)) for match in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
-
-
-def shell_commands(code):
-    """(command, output comment lines) for each command of a shell block: a command runs on
-    over lines that end with a backslash or sit inside an open single quote."""
-    commands, pending = [], []
-    for line in code.splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            if commands and line.lstrip().startswith("#"):
-                commands[-1][1].append(line.lstrip()[1:].strip())
-            continue
-        pending.append(line)
-        joined = "\n".join(pending)
-        if joined.count("'") % 2 == 0 and not line.rstrip().endswith("\\"):
-            commands.append((joined, []))
-            pending = []
-    assert not pending, f"unfinished command in README: {pending}"
-    return commands
-
-
-BLOCKS = [(index, language, code) for index, (language, code) in enumerate(readme_blocks()) if language in ("sh", "python")]
+BLOCKS = [
+    (page, index, language, code)
+    for page in PAGES
+    if page not in RUN_ELSEWHERE
+    for index, (language, code) in enumerate(doc_blocks(page))
+    if language in SHELL + ("python",)
+]
 
 
 @pytest.fixture(scope="module")
-def readme_state(runtime):
-    """README's commands run where `make serve` runs: beside models/ and training_data/."""
+def docs_state(runtime):
+    """The pages' commands run where `make serve` runs: beside models/ and training_data/.
+    `training_id` is per page: the last training a command of that page started."""
     workdir = os.path.dirname(runtime.training_data_dir)
     if not os.path.exists(os.path.join(workdir, "models")):
         os.symlink(runtime.models_dir, os.path.join(workdir, "models"))
@@ -90,18 +76,18 @@ def readme_state(runtime):
     for path in ("my-text.txt", "my-texts/part1.txt"):
         with open(os.path.join(workdir, path), "w", encoding="utf-8") as text_file:
             text_file.write(char_training_text() + "\n" + README_PROMPT_LINES)
-    return {"workdir": workdir, "training_id": None}
+    return {"workdir": workdir, "training_id": {}}
 
 
-def localize(code, runtime, state):
+def localize(code, runtime, state, page="README.md"):
     code = code.replace("localhost:8080", f"127.0.0.1:{runtime.http_port}")
     code = code.replace("localhost:8085", f"127.0.0.1:{runtime.grpc_port}")
     code = code.replace("localhost:8086", f"127.0.0.1:{runtime.metrics_port}")
     code = code.replace('"localhost", 8085', f'"127.0.0.1", {runtime.grpc_port}')
     code = code.replace("http://localhost:8080", runtime.http_url)
     if "<id>" in code:
-        assert state["training_id"], "README uses <id> before any training started"
-        code = code.replace("<id>", state["training_id"])
+        assert state["training_id"].get(page), f"{page} uses <id> before any training started"
+        code = code.replace("<id>", state["training_id"][page])
     return code
 
 
@@ -133,37 +119,46 @@ def check_output(command, output, expected_lines):
             assert expected in output, f"{command}\nREADME shows {expected!r}:\n{output[:500]}"
 
 
-def follow_training(runtime, state, output):
+def follow_training(runtime, state, output, page="README.md"):
     started = re.search(r'"training_id": ?"([^"]+)".*"model_name": ?"([^"]+)"', output)
     if started:
-        state["training_id"] = started.group(1)
+        state["training_id"][page] = started.group(1)
         status = runtime.wait_for_training(started.group(1), timeout=300)
         assert status["state"] == "COMPLETED", status
         runtime.wait_for_model(started.group(2))
 
 
-@pytest.mark.parametrize("index, language, code", BLOCKS, ids=[f"block{index}-{language}" for index, language, _ in BLOCKS])
+@pytest.mark.parametrize(
+    "page, index, language, code", BLOCKS, ids=[f"{page}-block{index}-{language}" for page, index, language, _ in BLOCKS]
+)
 @pytest.mark.slow
-def test_readme_block_runs(runtime, readme_state, index, language, code):  # pylint: disable=unused-argument
+def test_docs_block_runs(runtime, docs_state, page, index, language, code):
     if language == "python":
-        result = run([sys.executable, "-c", localize(code, runtime, readme_state)], readme_state)
-        assert result.returncode == 0, f"README python block {index} failed:\n{code}\n{result.stderr[-3000:]}"
+        result = run([sys.executable, "-c", localize(code, runtime, docs_state, page)], docs_state)
+        assert result.returncode == 0, f"{page} python block {index} failed:\n{code}\n{result.stderr[-3000:]}"
         return
     for command, expected_lines in shell_commands(code):
         if any(command.startswith(prefix) for prefix in SKIPPED):
             continue
         program = re.sub(r"^(\w+=\S*\s+)+", "", command).split()[0]  # after any VAR=value
-        assert program in RUN, f"README command of an unknown kind (run it here or list it in SKIPPED):\n{command}"
-        result = run(["bash", "-c", localize(command, runtime, readme_state)], readme_state)
-        assert result.returncode == 0, f"{command}\nexit {result.returncode}: {result.stderr[-2000:]}"
+        assert program in RUN, f"{page}: a command of an unknown kind (run it here or list it in SKIPPED):\n{command}"
+        result = run(["bash", "-c", localize(command, runtime, docs_state, page)], docs_state)
+        assert result.returncode == 0, f"{page}: {command}\nexit {result.returncode}: {result.stderr[-2000:]}"
         check_output(command, result.stdout, expected_lines)
-        follow_training(runtime, readme_state, result.stdout)
+        follow_training(runtime, docs_state, result.stdout, page)
 
 
-def test_readme_has_examples_of_every_kind():
-    kinds = {command.split()[0] for _, language, code in BLOCKS if language == "sh" for command, _ in shell_commands(code)}
+def test_the_pages_have_examples_of_every_kind():
+    kinds = {command.split()[0] for _, _, language, code in BLOCKS if language in SHELL for command, _ in shell_commands(code)}
     assert {"curl", "grpcurl", "make"} <= kinds
-    assert any(language == "python" for _, language, _ in BLOCKS)
+    assert any(language == "python" for _, _, language, _ in BLOCKS)
+    assert {page for page, _, _, _ in BLOCKS} >= {"README.md", "docs/api.md", "docs/training.md"}
+
+
+def test_every_page_with_commands_is_run_here_or_elsewhere():
+    for page in PAGES:
+        shown = [language for language, _ in doc_blocks(page) if language in SHELL + ("python",)]
+        assert not shown or page in RUN_ELSEWHERE or any(block[0] == page for block in BLOCKS), page
 
 
 def test_grpcurl_is_the_real_binary():
