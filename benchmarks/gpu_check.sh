@@ -3,7 +3,8 @@
 # the module tests on CUDA (device auto picks it; mixed precision on), the concurrent served
 # runtime on CUDA, GPU vs CPU figures of the training and generation benchmarks measured in
 # the same run, and a short char-austen build on the GPU. Logs go to $OUT (or ./gpu-check).
-# The machine has its own torch; caikit and the pinned packages travel as wheels in .whl/.
+# The machine has its own torch; caikit and the pinned packages travel as wheels in .whl/
+# (`make gpu-wheels` here first; the device tool's run carries [".whl", ".data/janeaustenr"]).
 set -u
 OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false CAIKIT_GENAI_UNTESTED_VERSIONS=1

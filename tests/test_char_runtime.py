@@ -3,7 +3,6 @@ calls and with caikit-nlp's own client library (PyPI caikit-nlp-client, unchange
 
 import json
 import math
-import re
 import time
 
 import grpc
@@ -12,6 +11,7 @@ import requests
 from caikit.runtime.model_management.model_manager import ModelManager
 from caikit_nlp_client import GrpcClient, HttpClient
 
+from caikit_genai.client.http_wire import sse_events as read_sse_events
 from conftest import TINY_CHAR_ID, TINY_CHAR_MAX_NEW_TOKENS_LIMIT
 
 UNARY_ROUTE = "/api/v1/task/text-generation"
@@ -44,33 +44,10 @@ def generate_http(runtime, text, **parameters):
 
 
 def sse_events(response):
-    """(event type, data) pairs from a text/event-stream body, as the SSE spec reads it: lines end
-    with CRLF, LF or CR; `event:` names the event, `data:` lines add to its data, a blank line
-    dispatches it, lines starting with `:` are comments."""
+    """(event type, data) pairs of a text/event-stream response as they arrive (lazily: a caller
+    may stop reading, as tests/test_abandoned_streams.py does), read by the client's SSE reader."""
     response.encoding = "utf-8"
-    buffer, event, data = "", "message", []
-    for chunk in response.iter_content(chunk_size=None, decode_unicode=True):
-        buffer += chunk
-        while True:
-            end = re.search(r"\r\n|\r|\n", buffer)
-            if end is None or (end.group() == "\r" and end.end() == len(buffer)):
-                break  # no whole line yet (a lone CR at the end may be half of CRLF)
-            line, buffer = buffer[: end.start()], buffer[end.end() :]
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "message", []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
-    if data:
-        yield event, "\n".join(data)
+    return read_sse_events(response.iter_content(chunk_size=None, decode_unicode=True))
 
 
 def stream_http(runtime, text, **parameters):

@@ -138,7 +138,7 @@ def test_models_tab_shows_each_models_state_its_failure_and_its_card(page, runti
     )
     assert sorted(model for model, _, _ in rows) == sorted(served)
     for model, state, reason in rows:
-        failure = served[model]["metadata"].get("load_error", "")
+        failure = (served[model].get("metadata") or {}).get("load_error", "")
         assert (state, reason) == (("failed", failure) if failure else ("served" if served[model]["loaded"] else "loading", "")), model
     assert dict((model, state) for model, state, _ in rows)["broken-model"] == "failed"
     page.screenshot("models")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from caikit_genai.toolkit.models.device import resolve_device
-from caikit_genai.toolkit.models.model_dir import atomic_model_dir
+from caikit_genai.toolkit.models.model_dir import atomic_model_dir, exchange_paths
 from caikit_genai.toolkit.offline_data import stable_split
 from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
 
@@ -27,6 +27,30 @@ def test_a_stale_partial_dir_is_cleaned_on_the_next_save(tmp_path):
     with atomic_model_dir(str(tmp_path / "model")) as partial:
         open(os.path.join(partial, "config.yml"), "w").write("x: 1\n")
     assert os.listdir(tmp_path) == ["model"]
+
+
+def test_saving_over_a_model_swaps_the_dirs_in_one_step(tmp_path):
+    """The replaced model's dir (its inode) is never missing: the new one takes its place in one
+    exchange, and the old contents are gone afterwards with no hidden dir left."""
+    target = tmp_path / "model"
+    with atomic_model_dir(str(target)) as partial:
+        open(os.path.join(partial, "config.yml"), "w").write("version: 1\n")
+    old_inode = os.stat(target).st_ino
+    with atomic_model_dir(str(target)) as partial:
+        open(os.path.join(partial, "config.yml"), "w").write("version: 2\n")
+    assert open(target / "config.yml").read() == "version: 2\n"
+    assert os.stat(target).st_ino != old_inode
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def test_exchange_paths_swaps_two_dirs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "f").write_text("A")
+    (tmp_path / "b" / "f").write_text("B")
+    if not exchange_paths(str(tmp_path / "a"), str(tmp_path / "b")):
+        pytest.fail("renameat2(RENAME_EXCHANGE) is missing here: Linux 3.15+ and glibc 2.28+ have it")
+    assert (tmp_path / "a" / "f").read_text() == "B" and (tmp_path / "b" / "f").read_text() == "A"
 
 
 def test_a_saved_model_dir_gives_its_group_the_owners_permissions(tmp_path):
@@ -263,3 +287,20 @@ def test_the_stream_joins_to_the_unary_result_and_closes_its_source():
     next(stream), next(stream)
     stream.close()
     assert closed == [True, True, True]
+
+
+def test_a_budgeted_run_reports_progress_toward_whichever_ends_it_first():
+    from caikit_genai.toolkit.training.loop import TrainingProgress, fraction_done  # pylint: disable=import-outside-toplevel
+
+    # 10 of 10,000 steps, 30 of 60 s: half done (by the clock), not 0.1%.
+    assert fraction_done(10, 10_000, 30.0, 60.0) == 0.5
+    assert fraction_done(9_000, 10_000, 6.0, 60.0) == 0.9  # the steps run out first
+    assert fraction_done(10, 100, 999.0, None) == 0.1  # no budget: steps alone
+    assert fraction_done(10, 100, 120.0, 60.0) == 1.0
+    bar = TrainingProgress(10_000, 60.0, "test", disable=True)
+    bar.started -= 30.0  # as if the run began 30 s ago
+    bar.advance(10, {"loss": 1.0})
+    assert 49.0 < bar.percent <= 51.0 and bar.bar.total == 100
+    steps_bar = TrainingProgress(100, None, "test", disable=True)
+    steps_bar.advance(1, {"loss": 1.0})
+    assert steps_bar.percent == 1.0 and steps_bar.bar.total == 100

@@ -5,7 +5,7 @@ import json
 import sys
 import time
 
-from ..client import TrainingStatus
+from ..client import TrainingProgress, TrainingStatus
 from ..client.contract import TRAIN_RPCS
 from .output import key_values, print_json
 
@@ -69,17 +69,28 @@ def run_cancel(args, client) -> int:
 
 def report_status(args, status: TrainingStatus) -> None:
     if args.json:
-        print_json(status.raw)
+        print_json(status.raw if status.progress is None else {**status.raw, "progress": status.progress.raw})
         return
     elapsed = f" after {status.elapsed_seconds:.0f} s" if status.elapsed_seconds is not None else ""
-    print(f"training {status.training_id}: {status.state}{elapsed}")
+    progress = f", {progress_text(status.progress)}" if status.progress is not None else ""
+    print(f"training {status.training_id}: {status.state}{elapsed}{progress}")
     for reason in status.reasons:
         print(f"  {reason}")
 
 
+def progress_text(progress: TrainingProgress) -> str:
+    """`step 120/5000, 37%, ETA 41 s, loss 1.9021`: the steps where they end the run, the percent
+    where a time budget does (it usually ends first)."""
+    parts = [f"step {progress.step}/{progress.total_steps}", f"{progress.percent:.0f}%"]
+    if progress.eta_seconds is not None and not progress.finished:
+        parts.append(f"ETA {progress.eta_seconds:.0f} s")
+    parts += [f"{name} {value:.4f}" for name, value in progress.losses.items() if value is not None]
+    return ", ".join(parts)
+
+
 class StatusLine:
-    """The job's state and time, rewritten in place on a terminal; a line per change elsewhere.
-    (caikit 0.28.3 reports a state, not a percentage.)"""
+    """The job's state and time, with its progress (step, percent, ETA) where the runtime serves it
+    over HTTP, rewritten in place on a terminal; a line per state change elsewhere."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
@@ -92,6 +103,8 @@ class StatusLine:
         if self.quiet or status.done:  # the end is reported on its own
             return
         text = f"{status.state} {time.monotonic() - self.started:.0f} s"
+        if status.progress is not None:
+            text += f": {progress_text(status.progress)}"
         if self.live:
             sys.stderr.write(f"\r{text}   ")
             sys.stderr.flush()

@@ -10,7 +10,7 @@ server's config, is needed on the client's side.
 
 from .client import Client
 from .contract import TLS, ClientError
-from .results import Attention, GeneratedText, Images, Label, ModelInfo, TextChunk, TrainingJob, TrainingStatus, Translation
+from .results import Attention, GeneratedText, Images, Label, ModelInfo, TextChunk, TrainingJob, TrainingProgress, TrainingStatus, Translation
 
 __all__ = [
     "Attention",
@@ -23,6 +23,7 @@ __all__ = [
     "TLS",
     "TextChunk",
     "TrainingJob",
+    "TrainingProgress",
     "TrainingStatus",
     "Translation",
 ]

@@ -23,6 +23,7 @@ from .results import (
     ModelInfo,
     TextChunk,
     TrainingJob,
+    TrainingProgress,
     TrainingStatus,
     Translation,
     labels_from,
@@ -130,7 +131,13 @@ class Client:
         return TrainingJob(raw.get("training_id") or "", raw.get("model_name") or model_name)
 
     def status(self, training_id: str, *, wire: Optional[str] = None) -> TrainingStatus:
-        return TrainingStatus.from_raw(self._wire(wire).training_status(training_id))
+        """The job's state, and its `progress` (step, percent, ETA, losses) where this client has
+        an HTTP URL: caikit's status has no progress field, the runtime serves it over HTTP only."""
+        status = TrainingStatus.from_raw(self._wire(wire).training_status(training_id))
+        if "http" in self._wires:
+            progress = self._wires["http"].training_progress(training_id)
+            status.progress = None if progress is None else TrainingProgress.from_raw(progress)
+        return status
 
     def cancel(self, training_id: str, *, wire: Optional[str] = None) -> TrainingStatus:
         """Ask the runtime to stop a job (its process is killed); a no-op once it has finished."""

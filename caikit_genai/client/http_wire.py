@@ -5,6 +5,7 @@ sends, see README)."""
 import json
 import re
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from urllib.parse import quote
 
 import requests
 
@@ -84,6 +85,15 @@ class HttpWire:
 
     def training_status(self, training_id: str) -> Dict[str, Any]:
         return self._request("GET", "/management/trainings", params={"training_id": training_id})
+
+    def training_progress(self, training_id: str) -> Optional[Dict[str, Any]]:
+        """The job's last progress, or None where the runtime has none for it (404)."""
+        try:
+            return self._request("GET", f"/api/v1/trainings/{quote(training_id, safe=':')}/progress")
+        except ClientError as error:
+            if error.code == 404:
+                return None
+            raise
 
     def cancel_training(self, training_id: str) -> Dict[str, Any]:
         return self._request("DELETE", "/management/trainings", params={"training_id": training_id})

@@ -159,9 +159,38 @@ class TrainingJob:
 
 
 @dataclass
+class TrainingProgress:
+    """How far a training has come, as its training loop last wrote it (about once a second):
+    the runtime's GET /api/v1/trainings/{id}/progress. `percent` runs toward whichever ends the
+    run first, its `total_steps` or its `max_seconds` budget; `eta_seconds` is None until known."""
+
+    step: int
+    total_steps: int
+    max_seconds: Optional[float]
+    elapsed_seconds: float
+    eta_seconds: Optional[float]
+    percent: float
+    losses: Dict[str, Optional[float]]
+    last_evaluation: Optional[Dict[str, Any]]
+    finished: bool
+    updated_at: Optional[str]
+    raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: Dict[str, Any]) -> "TrainingProgress":
+        eta = raw.get("eta_seconds")
+        return cls(
+            int(raw.get("step") or 0), int(raw.get("total_steps") or 0), raw.get("max_seconds"),
+            float(raw.get("elapsed_seconds") or 0.0), None if eta is None else float(eta), float(raw.get("percent") or 0.0),
+            dict(raw.get("losses") or {}), raw.get("last_evaluation"), bool(raw.get("finished")), raw.get("updated_at"), raw,
+        )
+
+
+@dataclass
 class TrainingStatus:
     """A training's state (QUEUED, RUNNING, COMPLETED, ERRORED, CANCELED) and why it ended so.
-    caikit 0.28.3 reports no progress figure, so `elapsed_seconds` is what is known of progress."""
+    caikit 0.28.3's status has no progress figure: `progress` comes from the runtime's progress
+    route over HTTP (None over a gRPC-only client, or before the job's first step)."""
 
     training_id: str
     state: str
@@ -170,6 +199,7 @@ class TrainingStatus:
     reasons: List[str]
     elapsed_seconds: Optional[float]
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+    progress: Optional[TrainingProgress] = None
 
     @property
     def done(self) -> bool:

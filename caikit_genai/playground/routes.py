@@ -1,6 +1,7 @@
 """The playground's routes on caikit's FastAPI app: the page at `/`, its packaged assets under
-`/playground/static/`, a few small read-only JSON routes the page needs and caikit lacks, and an
-offline `/docs` page in place of FastAPI's Swagger UI (which loads its script from a CDN).
+`/playground/static/`, a few small read-only JSON routes the page needs and caikit lacks, a
+training's progress (caikit's training status has no field for it), and an offline `/docs` page
+in place of FastAPI's Swagger UI (which loads its script from a CDN).
 
 Every route here is left out of /openapi.json: the API caikit generates stays as it is.
 """
@@ -10,6 +11,7 @@ import os
 from typing import Any, Dict
 
 from ..toolkit.serving.safe_paths import MODEL_NAME_RULE, is_inside, is_safe_model_name
+from ..toolkit.training import progress_file
 from .catalog import build_catalog
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -17,6 +19,7 @@ STATIC_ROUTE = "/playground/static"
 CATALOG_ROUTE = "/playground/api/catalog"
 METRICS_ROUTE = "/playground/api/models/{model_id}/metrics"
 MODULE_ROUTE = "/playground/api/models/{model_id}/module"
+PROGRESS_ROUTE = "/api/v1/trainings/{training_id}/progress"
 METRICS_FILE = "metrics.json"
 # A model card is a few kB; a bigger file is no card the page can show.
 MAX_METRICS_BYTES = 1 << 20
@@ -78,6 +81,17 @@ def model_metrics(models_dir: str, model_id: str):
         return _error(500, f"{METRICS_FILE} of {model_id!r} is not readable JSON: {type(err).__name__}")
 
 
+def training_progress(progress_dir: str, training_id: str):
+    """The last progress a training's loop wrote (toolkit/training/progress_file.py), kept after
+    the job ends; 404 for a training that has written none (unknown, or not at its first step)."""
+    if not progress_file.is_valid_training_id(training_id):
+        return _error(400, f"training_id {training_id!r} is not a valid training id: use {progress_file.TRAINING_ID_RULE}")
+    progress = progress_file.read_progress(progress_dir, training_id)
+    if progress is None:
+        return _error(404, f"no progress for training {training_id!r}: unknown, or not at its first step yet")
+    return progress
+
+
 def _drop_swagger_ui(app) -> None:
     """Take out FastAPI's /docs, its OAuth2 redirect and /redoc: each loads its script from a CDN
     and is a blank page offline. /openapi.json stays."""
@@ -119,10 +133,14 @@ def mount_playground(server) -> None:
     def playground_model_module(model_id: str):
         return model_module(models_dir(), model_id)
 
+    def training_progress_route(training_id: str):
+        return training_progress(progress_file.progress_dir(), training_id)
+
     app.get("/", include_in_schema=False)(playground)
     app.get("/docs", include_in_schema=False)(api_docs)
     app.get(CATALOG_ROUTE, include_in_schema=False)(playground_catalog)
     app.get(METRICS_ROUTE, include_in_schema=False)(playground_model_metrics)
     app.get(MODULE_ROUTE, include_in_schema=False)(playground_model_module)
+    app.get(PROGRESS_ROUTE, include_in_schema=False)(training_progress_route)
     app.mount(STATIC_ROUTE, StaticFiles(directory=STATIC_DIR), name="playground-static")
     setattr(app.state, _MOUNTED, True)

@@ -10,6 +10,7 @@ next (the server).
 """
 
 import contextlib
+import ctypes
 import glob
 import json
 import os
@@ -51,16 +52,33 @@ def atomic_model_dir(model_path: str) -> Iterator[str]:
         os.chmod(partial_dir, 0o755)  # mkdtemp made it 0700
         share_with_group(partial_dir)
         if os.path.isdir(model_path):
-            retired = tempfile.mkdtemp(prefix=f".{name}.retired-", dir=parent)
-            os.rename(model_path, os.path.join(retired, name))
-            os.rename(partial_dir, model_path)
-            shutil.rmtree(retired, ignore_errors=True)
+            if exchange_paths(partial_dir, model_path):
+                shutil.rmtree(partial_dir, ignore_errors=True)  # it now holds the old model
+            else:
+                retired = tempfile.mkdtemp(prefix=f".{name}.retired-", dir=parent)
+                os.rename(model_path, os.path.join(retired, name))
+                os.rename(partial_dir, model_path)
+                shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(partial_dir, model_path)
     except BaseException:
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
     log.debug("wrote model dir %s", model_path)
+
+
+def exchange_paths(first: str, second: str) -> bool:
+    """Swap two dirs in one step (Linux renameat2 RENAME_EXCHANGE), so a runtime polling the
+    models dir never sees the model missing while it is replaced; False where the OS or the file
+    system cannot, and the caller falls back to two renames."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
 
 
 def share_with_group(root: str) -> None:

@@ -25,6 +25,7 @@ import alog
 
 from . import distributed
 from ..models.device import autocast, grad_scaler
+from .progress_file import ProgressFile
 
 log = alog.use_channel("TRAIN")
 
@@ -70,10 +71,7 @@ def warmup_linear_schedule(optimizer, total_steps: int, warmup_fraction: float =
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        if max_seconds:
-            progress = max(progress, (time.monotonic() - started) / max_seconds)
-        return max(0.0, 1.0 - progress)
+        return 1.0 - fraction_done(step - warmup_steps, total_steps - warmup_steps, time.monotonic() - started, max_seconds)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -87,11 +85,9 @@ def warmup_cosine_schedule(
     started = time.monotonic()
 
     def factor(step: int) -> float:
-        progress = step / max(1, total_steps)
-        if max_seconds:
-            progress = max(progress, (time.monotonic() - started) / max_seconds)
+        progress = fraction_done(step, total_steps, time.monotonic() - started, max_seconds)
         warmup = min(1.0, (step + 1) / warmup_steps)
-        return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+        return warmup * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -131,9 +127,7 @@ def run_training(
     report = TrainingReport()
     started = time.monotonic()
     model.train()
-    progress = tqdm(
-        total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True, disable=not records
-    )
+    progress = TrainingProgress(total_steps, max_seconds, description, disable=not records)
     optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else None
     update = _OptimizerStep(optimizers, scaler, parallel, grad_clip, report)
     schedulers = list(scheduler.values()) if isinstance(scheduler, Mapping) else [scheduler] if scheduler else []
@@ -160,8 +154,7 @@ def run_training(
             _smooth(smoothed, losses)
             report.last_losses = dict(smoothed)
             report.last_loss = smoothed["loss"] if optimizers is None else math.nan
-            progress.update(1)
-            progress.set_postfix({name: f"{value:.4f}" for name, value in smoothed.items()}, refresh=False)
+            progress.advance(report.steps, smoothed)
             if records and evaluate and eval_every and report.steps % eval_every == 0 and report.steps < total_steps:
                 _record_evaluation(report, evaluate, progress)
             out_of_time = max_seconds is not None and time.monotonic() - started > max_seconds
@@ -172,7 +165,63 @@ def run_training(
         progress.close()
     _finish(report, model, device, parallel, evaluate if records else None, description)
     report.seconds = time.monotonic() - started
+    progress.finished(report)
     return report
+
+
+def fraction_done(steps: int, total_steps: int, elapsed: float, max_seconds: Optional[float]) -> float:
+    """How far a run is toward whichever ends it first: its step cap or its wall-clock budget."""
+    done = steps / max(1, total_steps)
+    if max_seconds:
+        done = max(done, elapsed / max_seconds)
+    return min(1.0, done)
+
+
+class TrainingProgress:
+    """The run's progress bar. A run with a wall-clock budget usually ends by the clock, long
+    before its step cap, so its bar runs from 0 to 100% of whichever ends it first (tqdm's time
+    left then tells the truth) and shows the step count beside the losses; a run without a
+    budget counts steps. Where the runtime's trainer asked for it, it also writes the progress
+    to a file the runtime serves (progress_file.py)."""
+
+    def __init__(self, total_steps: int, max_seconds: Optional[float], description: str, disable: bool):
+        self.total_steps, self.max_seconds, self.started = total_steps, max_seconds, time.monotonic()
+        self.percent = 0.0  # what the bar shows, kept also where the bar is disabled (other ranks)
+        self.file = ProgressFile(total_steps, max_seconds, disabled=disable)
+        if max_seconds:
+            self.bar = tqdm(
+                total=100, desc=description, unit="%", mininterval=2.0, dynamic_ncols=True, disable=disable,
+                bar_format="{l_bar}{bar}| {n:.0f}% of the budget or the steps [{elapsed}<{remaining}{postfix}]",
+            )
+        else:
+            self.bar = tqdm(total=total_steps, desc=description, unit="step", mininterval=2.0, dynamic_ncols=True, disable=disable)
+
+    def advance(self, steps: int, losses: Dict[str, float]) -> None:
+        shown = {name: f"{value:.4f}" for name, value in losses.items()}
+        elapsed = time.monotonic() - self.started
+        self.percent = 100 * fraction_done(steps, self.total_steps, elapsed, self.max_seconds)
+        self.file.update(steps, self.percent, elapsed, losses)
+        if self.max_seconds:
+            self.bar.set_postfix({"step": f"{steps}/{self.total_steps}", **shown}, refresh=False)
+            self.bar.update(self.percent - self.bar.n)
+        else:
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        self.bar.write(message)
+
+    def evaluated(self, metrics: Dict[str, float]) -> None:
+        self.file.last_evaluation = dict(metrics)
+
+    def finished(self, report: TrainingReport) -> None:
+        """The last word in the progress file: the steps taken, the final losses and evaluation."""
+        if report.evaluations:
+            self.evaluated(report.evaluations[-1])
+        self.file.update(report.steps, 100.0, time.monotonic() - self.started, report.last_losses, final=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _finish(report: TrainingReport, model, device, parallel: bool, evaluate: Optional[EvalFn], description: str) -> None:
@@ -243,4 +292,5 @@ def _record_evaluation(report: TrainingReport, evaluate: EvalFn, progress) -> No
     message = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
     if progress is not None:
         progress.write(f"eval: {message}")
+        progress.evaluated(metrics)
     log.info("eval: %s", message)

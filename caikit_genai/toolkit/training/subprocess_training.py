@@ -29,6 +29,9 @@ train on unseen, then write its model into the models dir, where the restarted r
 serve a model from a job it knows nothing of. The child watches its parent and ends when the
 runtime is gone. (A child killed on its own, as the OOM killer does, ends its job ERRORED:
 caikit reads its exit status.)
+
+Each job's training loop writes its progress (step, ETA, losses) to a file named for its training
+id in the runtime's progress dir, which the HTTP server serves (progress_file.py).
 """
 
 import functools
@@ -51,6 +54,7 @@ from grpc import StatusCode
 
 from ..serving.errors import invalid_argument
 from ..serving.safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
+from .progress_file import progress_dir, progress_path, publish_to
 
 log = alog.use_channel("TRAINING")
 
@@ -208,7 +212,7 @@ def end_with_parent(parent: int, check_seconds: float = PARENT_CHECK_SECONDS) ->
 class PortableLocalTrainer(LocalModelTrainer):
     """caikit's LOCAL trainer, with names and data paths checked before a job starts, data
     stream sources made safe for spawned subprocesses, and training processes that end with
-    their runtime."""
+    their runtime, and whose jobs write their progress where the runtime serves it."""
 
     name = "GENAI_LOCAL"
     # Held from the count of running trainings until the new one is among them.
@@ -217,11 +221,13 @@ class PortableLocalTrainer(LocalModelTrainer):
     class LocalModelFuture(LocalModelTrainer.LocalModelTrainFuture):
         def __init__(self, *args, **kwargs):
             self.runtime_pid = os.getpid()  # set first: caikit's __init__ starts (and pickles) the job
+            self.progress_dir = progress_dir()
             super().__init__(*args, **kwargs)
 
         def run(self, *args, **kwargs):
             if self._use_subprocess:
                 end_with_parent(self.runtime_pid)
+            publish_to(progress_path(self.progress_dir, self.id))
             return super().run(*args, **kwargs)
 
     def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
