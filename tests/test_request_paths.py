@@ -93,6 +93,10 @@ def test_replacing_is_a_config_switch():
     assert not _replacing_allowed({"genai": {"training": {"replace_existing_models": False}}})
     assert not _replacing_allowed({"runtime": {}})
     assert _replacing_allowed({"genai": {"training": {"replace_existing_models": True}}})
+    # From the environment the value is a string: "no" and "off" keep it off.
+    for off in ("no", "off", "false", "0"):
+        assert not _replacing_allowed({"genai": {"training": {"replace_existing_models": off}}}), off
+    assert _replacing_allowed({"genai": {"training": {"replace_existing_models": "on"}}})
 
 
 def test_a_name_a_running_job_writes_is_refused(runtime, tiny_bert_dir):

@@ -25,6 +25,7 @@ from typing import Dict, Optional
 import grpc
 
 from ._common import _PATCHED, in_lazy_sync, log
+from ..toolkit.settings import genai_flag
 from .failed_loads import dir_fingerprint
 
 SETTING = "genai.model_management.enabled"
@@ -33,13 +34,7 @@ DEPLOYED_MARKER = ".deployed-by-runtime"
 
 
 def management_enabled(config=None) -> bool:
-    from caikit.config import get_config  # pylint: disable=import-outside-toplevel
-
-    config = config or get_config()
-    value = ((config.get("genai") or {}).get("model_management") or {}).get("enabled", False)
-    if isinstance(value, str):  # from the environment: GENAI_MODEL_MANAGEMENT_ENABLED=true
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    return genai_flag("model_management", "enabled", default=False, config=config)
 
 
 def _refusal(action: str):

@@ -23,6 +23,7 @@ import time
 import weakref
 from typing import Optional, Tuple
 
+from ..toolkit.settings import genai_flag
 from ._common import SWAP_LOADS, log, replace_once
 from .failed_loads import LOAD_FAILURES, LoadFailures, _first_error, dir_fingerprint
 
@@ -32,12 +33,7 @@ SWAP_FAILURES = LoadFailures()
 
 
 def swap_enabled() -> bool:
-    from caikit.config import get_config  # pylint: disable=import-outside-toplevel
-
-    value = ((get_config().get("genai") or {}).get("model_swap") or {}).get("enabled", True)
-    if isinstance(value, str):  # from the environment: GENAI_MODEL_SWAP_ENABLED=false
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    return genai_flag("model_swap", "enabled", default=True)
 
 
 def dir_identity(path: str) -> Optional[Tuple]:

@@ -54,6 +54,7 @@ from grpc import StatusCode
 
 from ..serving.errors import invalid_argument
 from ..serving.safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
+from ..settings import genai_flag
 from .progress_file import progress_dir, progress_path, publish_to
 
 log = alog.use_channel("TRAINING")
@@ -309,4 +310,4 @@ def max_concurrent_trainings(config: Optional[dict] = None) -> int:
 
 
 def _replacing_allowed(config: Optional[dict] = None) -> bool:
-    return bool(_training_settings(config).get("replace_existing_models", False))
+    return genai_flag("training", "replace_existing_models", default=False, config=config)
