@@ -1,5 +1,5 @@
 # caikit-genai: two commands do everything.
-#   make serve   set up .venv, build any missing default model (in the background), serve
+#   make serve   set up .venv, serve; build any missing default model in the background, quick first
 #   make test    set up .venv and run the tests (make test-fast: all but those marked slow)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -108,10 +108,13 @@ chromium:
 	  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }; }
 
-# The runtime starts at once; default models still building go live as they land in models/.
-serve: $(INSTALLED) $(DATA) $(MPNET)
+# The runtime starts at once. In the background, a quick build of each missing default model
+# (a few minutes in all: every task answers), then MPNet's download and the full builds, each
+# swapped in live for its quick model as it lands in models/.
+serve: $(INSTALLED) $(DATA)
 	@mkdir -p models training_data
-	$(PY) -m caikit_genai.bootstrap --missing & \
+	{ $(PY) -m caikit_genai.bootstrap --missing --quick; \
+	  $(MAKE) --no-print-directory mpnet && $(PY) -m caikit_genai.bootstrap --missing; } & \
 	CONFIG_FILES=$(CONFIG_FILES) exec $(PY) -m caikit.runtime
 
 # fid-tools too: tests/test_dcgan_benchmarks.py runs the FID benchmark on a few images.

@@ -7,6 +7,7 @@ checkout's caikit_genai."""
 
 import functools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,32 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_CONFIG = os.path.join(REPO_ROOT, "runtime_config.yaml")
 
 
+_HANDED_OUT = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, drawn below the kernel's ephemeral range: a port the
+    kernel hands out (bind to 0) is also where outgoing connections take their local ports, and
+    one of them could take it in the seconds before a runtime binds it. Never the same one twice
+    in a process."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as port_range:
+            ephemeral_low = int(port_range.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low = min(20000, ephemeral_low // 2)
+    for _ in range(1000):
+        port = random.randint(low, ephemeral_low - 1)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {low}-{ephemeral_low - 1}")
 
 
 def runtime_env(

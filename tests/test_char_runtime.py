@@ -11,7 +11,7 @@ import requests
 from caikit.runtime.model_management.model_manager import ModelManager
 from caikit_nlp_client import GrpcClient, HttpClient
 
-from caikit_genai.client.http_wire import sse_events as read_sse_events
+from caikit_genai_client.http_wire import sse_events as read_sse_events
 from conftest import TINY_CHAR_ID, TINY_CHAR_MAX_NEW_TOKENS_LIMIT
 
 UNARY_ROUTE = "/api/v1/task/text-generation"

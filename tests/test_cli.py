@@ -4,8 +4,8 @@ call's exit status and the server's message; training followed to its end and ca
 Ctrl-C; `build` and `report` handed their own command lines; `serve` in a process of its own.
 (docs/cli.md's and docs/client.md's examples run in tests/test_docs_commands.py.)
 
-Every run pays for importing caikit_genai (torch included, ~5 s), so the task commands run side
-by side once per session, and every test here is slow."""
+The task commands run side by side once per session; the command itself (caikit_genai_client)
+imports neither torch nor caikit, which tests/test_client.py checks."""
 
 import base64
 import json
@@ -21,7 +21,7 @@ import pytest
 import requests
 from PIL import Image
 
-from caikit_genai.client import Client
+from caikit_genai_client import Client
 from caikit_genai.data_model import AttentionResult
 from conftest import TINY_ATTENTION_ID, TINY_CHAR_ID, TINY_DCGAN_ID, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID
 from served_runtime import REPO_CONFIG, runtime_env

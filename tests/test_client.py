@@ -1,4 +1,4 @@
-"""caikit_genai.client against the real runtime: every task on both wires (gRPC through the
+"""caikit_genai_client against the real runtime: every task on both wires (gRPC through the
 server's reflection, HTTP), the two wires agreeing with each other and with the route called by
 hand; streams over gRPC and SSE; errors carrying the server's code and message; training start,
 status, wait and cancel; and the SSE reader on text split at awkward places. TLS: test_tls.py."""
@@ -6,6 +6,8 @@ status, wait and cancel; and the SSE reader on text split at awkward places. TLS
 import base64
 import io
 import socket
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -13,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
-from caikit_genai.client import Client, ClientError
-from caikit_genai.client.http_wire import sse_events
+from caikit_genai_client import Client, ClientError
+from caikit_genai_client.http_wire import sse_events
 from conftest import ATTENTION_MINILM_ID, TINY_ATTENTION_ID, TINY_CHAR_ID, TINY_DCGAN_ID, TINY_SENTIMENT_ID, TINY_TRANSLATOR_ID, free_port
 from tiny_models import TINY_CHAR_LINES
 
@@ -23,6 +25,17 @@ REVIEW = "a wonderful and brilliant movie"
 PROMPT = "the cat "
 GENERATION = {"max_new_tokens": 30, "seed": 17, "temperature": 1.0}
 SOURCE_TEXTS = ["the cat sees the fish", "the dog likes the water"]
+
+
+def test_the_client_and_the_command_import_neither_torch_nor_caikit():
+    # A fresh interpreter: what `caikit-genai <task>` and `import caikit_genai_client` load.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, caikit_genai_client.cli; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()
+    assert "caikit_genai_client.grpc_wire" not in loaded  # each wire is imported when a Client uses it
+    heavy = {name for name in loaded if name.split(".")[0] in {"torch", "caikit", "caikit_genai", "transformers"}}
+    assert not heavy, sorted(heavy)[:10]
 
 
 @pytest.fixture(scope="module")

@@ -636,7 +636,7 @@ def clean_venv(image_root):
     installed with its dependencies into a fresh venv (pip's cache makes it a minute or two)."""
     source, wheels, venv = image_root / "src", image_root / "wheels", image_root / "venv"
     source.mkdir()
-    for copied in ("pyproject.toml", "README.md", "caikit_genai"):
+    for copied in ("pyproject.toml", "README.md", "caikit_genai", "caikit_genai_client"):
         if os.path.isdir(os.path.join(REPO_ROOT, copied)):
             shutil.copytree(
                 os.path.join(REPO_ROOT, copied), source / copied, ignore=shutil.ignore_patterns("__pycache__")
@@ -816,3 +816,10 @@ def test_the_image_venv_carries_the_tgis_extra(clean_venv):
         capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.stdout.strip() == "TGISTextGenerator", result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_client_and_its_command(clean_venv):
+    """caikit_genai_client (the client and the `caikit-genai` command) is in the wheel beside the library."""
+    result = subprocess.run([str(clean_venv / "bin" / "caikit-genai"), "classify", "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "usage: caikit-genai" in result.stdout, result.stderr[-2000:]

@@ -19,7 +19,10 @@ import logging
 import os
 import shutil
 import signal
+import sys
+import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 import grpc
@@ -153,7 +156,28 @@ def test_broken_model_dirs_fail_alone_named_and_not_retried(runtime, tmp_path):
                 shutil.rmtree(path, ignore_errors=True)
     # A removed dir is forgotten: nothing lists it any more. (A deadline, not a speed check: the
     # poller runs every 0.5 s, but on a busy 2-core CI machine one pass took over 10 s.)
-    wait_for(lambda: not set(paths) & set(models_info(runtime.http_url)), 60, "the removed dirs were not dropped")
+    try:
+        wait_for(lambda: not set(paths) & set(models_info(runtime.http_url)), 60, "the removed dirs were not dropped")
+    except TimeoutError as timeout:
+        raise TimeoutError(f"{timeout}; the lazy loader's poll:\n{lazy_sync_state()}") from None
+
+
+def lazy_sync_state() -> str:
+    """Where the session runtime's lazy-load poll is (it runs in this process): whether its next
+    timer is set, and the stack of any thread inside a sync, for a deadline that ran out."""
+    from caikit.runtime.model_management.model_manager import ModelManager  # pylint: disable=import-outside-toplevel
+
+    manager = ModelManager.get_instance()
+    timer = manager._lazy_sync_timer  # pylint: disable=protected-access
+    frames = sys._current_frames()  # pylint: disable=protected-access
+    syncing = [
+        f"{thread.name}:\n{''.join(traceback.format_stack(frames[thread.ident]))}"
+        for thread in threading.enumerate()
+        if thread.ident in frames and "_local_models_dir_sync" in "".join(traceback.format_stack(frames[thread.ident]))
+    ]
+    return f"poll enabled {manager._enable_lazy_load_poll}, timer alive {timer is not None and timer.is_alive()}\n" + (
+        "\n".join(syncing) or "no thread is inside a sync"
+    )
 
 
 def check_broken_dirs(runtime, log, paths):
@@ -261,8 +285,12 @@ def cmdline(pid: int) -> str:
 
 
 def training_processes(runtime_pid: int) -> set:
-    """The runtime's spawned training processes (multiprocessing's spawn_main children)."""
-    return {pid for pid in children(runtime_pid) if "spawn_main" in cmdline(pid)}
+    """The runtime's training processes: forks of its forkserver (runtime_config.yaml's start
+    method; the forkserver is the runtime's child), or spawned children (spawn_main) under `spawn`."""
+    kids = children(runtime_pid)
+    forkservers = {pid for pid in kids if "multiprocessing.forkserver" in cmdline(pid)}
+    spawned = {pid for pid in kids if "spawn_main" in cmdline(pid)}
+    return spawned | {pid for server in forkservers for pid in children(server)}
 
 
 def alive(pid: int) -> bool:

@@ -6,7 +6,7 @@ import functools
 import json
 import os
 
-from caikit_genai.bootstrap import BUILDERS, build_sentiment, main as bootstrap_main
+from caikit_genai.bootstrap import BUILDERS, QUICK_BUILDERS, build_sentiment, main as bootstrap_main
 from caikit_genai.report import main, read_records, record_build, render_card
 from caikit_genai.report.records import card_subset
 from conftest import REPO_ROOT
@@ -27,7 +27,7 @@ def test_check_names_the_page_and_the_command_when_they_differ(tmp_path, capsys)
     with open(PAGE, encoding="utf-8") as page:
         stale.write_text(page.read().replace("**89.0%**", "**88.0%**"))
     with open(README, encoding="utf-8") as page:
-        readme.write_text(page.read().replace("| `make models` |", "| `make models-force` |", 1))
+        readme.write_text(page.read().replace("| `make serve`, `make models` |", "| `make models-force` |", 1))
     arguments = ["--records-dir", RECORDS, "--output", str(stale), "--readme", str(readme)]
     assert main(["--check", *arguments]) == 1
     complaint = capsys.readouterr().err
@@ -73,6 +73,21 @@ def test_a_build_writes_its_record_and_the_card_shows_its_metrics(tmp_path, tiny
     page = tmp_path / "models.md"
     assert main(["--records-dir", str(records_dir), "--output", str(page)]) == 0
     assert card in page.read_text()
+
+    # A quick build (`make serve`'s first) lands in the same record as `quick_build`; the next full
+    # build keeps it, and the card and README's table show it.
+    monkeypatch.setitem(QUICK_BUILDERS, "sentiment", functools.partial(tiny_sentiment, quick=True))
+    assert bootstrap_main(["--models-dir", str(models_dir), "--quick", "--only", "sentiment", "--records-dir", str(records_dir)]) == 0
+    with open(records_dir / "sentiment.json", encoding="utf-8") as record_file:
+        with_quick = json.load(record_file)
+    quick = with_quick.pop("quick_build")
+    assert with_quick == record  # the full build's figures stay
+    assert quick["metrics"]["quick"] is True and quick["build_seconds"] > 0
+    assert bootstrap_main(["--models-dir", str(models_dir), "--missing", "--only", "sentiment", "--records-dir", str(records_dir)]) == 0
+    with open(records_dir / "sentiment.json", encoding="utf-8") as record_file:
+        rebuilt = json.load(record_file)
+    assert rebuilt["quick_build"] == quick and rebuilt["metrics"]["quick"] is False  # --missing rebuilt the quick dir
+    assert f"| quick build (`make serve` serves it first) | {quick['build_seconds']:.0f} s, built {quick['built']}; accuracy:" in render_card(rebuilt)
 
     # Outside a checkout (no records dir) a build writes no record.
     assert record_build("sentiment", str(models_dir / "sentiment"), 1.0, str(tmp_path / "absent")) is None

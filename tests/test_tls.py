@@ -309,12 +309,12 @@ def test_mtls_refuses_clients_without_a_certificate_from_its_ca(mtls, certs, cli
     assert http_client(mtls, ca, pair(certs, "client")).generate_text(MODEL_ID, "It was", max_new_tokens=5)
 
 
-# -- caikit_genai.client and the caikit-genai command -------------------------------------------
+# -- caikit_genai_client and the caikit-genai command -------------------------------------------
 
 
 @pytest.mark.slow
 def test_caikit_genai_client_and_command_over_tls_and_mtls(runtimes, certs):
-    from caikit_genai.client import TLS, Client, ClientError  # pylint: disable=import-outside-toplevel
+    from caikit_genai_client import TLS, Client, ClientError  # pylint: disable=import-outside-toplevel
 
     for served in runtimes.values():
         cert, key = served.client_cert or (None, None)

@@ -10,8 +10,8 @@ import uuid
 import pytest
 import requests
 
-from caikit_genai.cli.training_commands import progress_text
-from caikit_genai.client import Client
+from caikit_genai_client.cli.training_commands import progress_text
+from caikit_genai_client import Client
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
 TRAIN_RPC = "TextGenerationTaskCharTextGeneratorTrain"
@@ -54,8 +54,11 @@ def test_progress_rises_while_a_budgeted_training_runs_and_its_last_stays(runtim
     first, last = running[0], running[-1]
     assert last["step"] > first["step"] and last["percent"] > first["percent"], (first, last)
     assert last["total_steps"] == 10_000_000 and last["max_seconds"] == BUDGET_SECONDS
-    # The budget ends this run: the percent is its elapsed share, the ETA what is left of it.
-    assert last["eta_seconds"] is not None and 0 < last["eta_seconds"] <= BUDGET_SECONDS
+    # The budget ends this run: the percent is its elapsed share, the ETA what is left of it (0 once
+    # it is spent, while the last evaluation and the save run).
+    assert all(entry["eta_seconds"] is not None and 0 <= entry["eta_seconds"] <= BUDGET_SECONDS for entry in running)
+    assert any(entry["eta_seconds"] > 0 for entry in running), running
+    assert [entry["eta_seconds"] for entry in running] == sorted((entry["eta_seconds"] for entry in running), reverse=True)
     assert math.isfinite(last["losses"]["loss"]) and last["updated_at"]
     assert any(entry["last_evaluation"] for entry in running), "no evaluation showed while it ran"
 

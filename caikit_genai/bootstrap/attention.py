@@ -36,6 +36,7 @@ def _wrap(module_class, base_model: str, model_path: str, source: str) -> Dict:
             "layers_x_heads": list(inspector.stacks["encoder"]),
             "max_input_tokens": inspector.max_input_tokens,
             "max_response_bytes": inspector.max_response_bytes,
+            "quick": False,  # nothing to cut: `make serve` builds this one in full from the start
         }
     )
     inspector.save(model_path)

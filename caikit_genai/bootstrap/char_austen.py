@@ -16,6 +16,7 @@ log = alog.use_channel("BOOTSTRAP")
 CHAR_AUSTEN_TEST_FRACTION = 0.05
 CHAR_AUSTEN_SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 PRESET = "char-austen"
+QUICK_PRESET = "char-austen-quick"
 CHAR_AUSTEN_RECIPE = CharRecipe.PRESETS[PRESET]
 
 
@@ -28,11 +29,14 @@ def char_austen_splits(max_chars: Optional[int] = None, novels=None):
     return text[:cut], text[cut:]
 
 
-def build_char_austen(model_path: str, max_chars: Optional[int] = None, novels=None, sample_chars: int = 400, **overrides) -> Dict:
-    """Train the char-level LSTM on Austen, score it on the held-out tail, save it with samples."""
+def build_char_austen(
+    model_path: str, max_chars: Optional[int] = None, novels=None, sample_chars: int = 400, quick: bool = False, **overrides
+) -> Dict:
+    """Train the char-level LSTM on Austen, score it on the held-out tail, save it with samples.
+    `quick`: the char-austen-quick recipe (what `make serve` builds first)."""
     train_text, test_text = char_austen_splits(max_chars, novels)
     log.info("char-austen: %d training / %d test characters", len(train_text), len(test_text))
-    generator = CharTextGenerator.train([train_text], preset=PRESET, **overrides)
+    generator = CharTextGenerator.train([train_text], preset=QUICK_PRESET if quick else PRESET, **overrides)
     prompt, seed = CHAR_AUSTEN_RECIPE["sample_prompt"], generator.metrics["recipe"]["seed"]
     started = time.monotonic()
     # A character the training text never had cannot be scored; the novels have none.
@@ -61,6 +65,7 @@ def build_char_austen(model_path: str, max_chars: Optional[int] = None, novels=N
             "test_bits_per_char": round(test_loss / math.log(2), 4),
             "test_seconds": round(time.monotonic() - started, 1),
             "samples": samples,
+            "quick": quick,
         }
     )
     generator.save(model_path)

@@ -32,6 +32,7 @@ log = alog.use_channel("BOOTSTRAP")
 
 CLASSIFIER_FILE = "quality_classifier.pt"
 PRESET = "dcgan-fashion"
+QUICK_PRESET = "dcgan-fashion-quick"
 DCGAN_FASHION_RECIPE = DCGANRecipe.PRESETS[PRESET]
 # The GAN trains for what is left of the build budget after the classifier and before the final
 # figures: a slower machine trains the GAN for less time, the build does not take longer.
@@ -39,6 +40,11 @@ DCGAN_FASHION_BUILD_SECONDS = 20 * 60
 DCGAN_FIGURES_SECONDS = 90
 CLASSIFIER_RECIPE = {"epochs": 2, "batch_size": 128, "learning_rate": 1e-3, "seed": 0}
 QUALITY_SAMPLES = 10_000
+# The full build's and the quick build's (what `make serve` builds first) budget and cuts.
+BUILD_CUTS = {
+    PRESET: {"budget_seconds": DCGAN_FASHION_BUILD_SECONDS, "figures_seconds": DCGAN_FIGURES_SECONDS, "quality_samples": QUALITY_SAMPLES, "classifier_epochs": 2},
+    QUICK_PRESET: {"budget_seconds": 100, "figures_seconds": 15, "quality_samples": 1000, "classifier_epochs": 1},
+}
 
 
 def train_quality_classifier(images: np.ndarray, labels, epochs: int = 2, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0, device: str = "auto") -> ImageClassifier:
@@ -68,29 +74,35 @@ def build_dcgan_fashion(
     model_path: str,
     limit: Optional[int] = None,
     test_limit: Optional[int] = None,
-    quality_samples: int = QUALITY_SAMPLES,
+    quality_samples: Optional[int] = None,
     classifier_recipe: Optional[dict] = None,
-    budget_seconds: float = DCGAN_FASHION_BUILD_SECONDS,
+    budget_seconds: Optional[float] = None,
+    quick: bool = False,
     **overrides,
 ) -> Dict:
     """Train the classifier and the cDCGAN (the dcgan-fashion preset; `overrides` are recipe
     knobs), measure FD floor / model / ceiling and per-label agreement, save the model dir (with
-    an 8x8 sample grid). `limit` and `test_limit` take the first images of each split (tests)."""
+    an 8x8 sample grid). `limit` and `test_limit` take the first images of each split (tests).
+    `quick`: the dcgan-fashion-quick recipe and its BUILD_CUTS (what `make serve` builds first)."""
     started = time.monotonic()
+    preset = QUICK_PRESET if quick else PRESET
+    cuts = BUILD_CUTS[preset]
+    budget_seconds = budget_seconds or cuts["budget_seconds"]
+    quality_samples = quality_samples or cuts["quality_samples"]
     train_images, train_labels = fashion_mnist("train", limit)
     test_images, test_labels = fashion_mnist("test", test_limit)
     log.info("dcgan-fashion: %d training / %d test images", len(train_images), len(test_images))
-    classifier_settings = {**CLASSIFIER_RECIPE, **(classifier_recipe or {})}
+    classifier_settings = {**CLASSIFIER_RECIPE, "epochs": cuts["classifier_epochs"], **(classifier_recipe or {})}
     classifier = train_quality_classifier(train_images, train_labels, **classifier_settings)
     test_pixels = to_unit_range(torch.from_numpy(test_images).permute(0, 3, 1, 2))
     test_ids = np.array([FASHION_MNIST_CLASSES.index(label) for label in test_labels])
     classifier_accuracy = float((classify(classifier, test_pixels) == test_ids).mean())
     log.info("dcgan-fashion: quality classifier test accuracy %.4f", classifier_accuracy)
 
-    left = budget_seconds - (time.monotonic() - started) - DCGAN_FIGURES_SECONDS
-    recipe = DCGANRecipe.build(PRESET, **{"max_seconds": round(max(60.0, left), 1), **overrides})
+    left = budget_seconds - (time.monotonic() - started) - cuts["figures_seconds"]
+    recipe = DCGANRecipe.build(preset, **{"max_seconds": round(max(30.0 if quick else 60.0, left), 1), **overrides})
     model = train_dcgan(
-        DCGANImageGenerator, train_images, train_labels, recipe, feature_net=classifier, progress_description=PRESET
+        DCGANImageGenerator, train_images, train_labels, recipe, feature_net=classifier, progress_description=preset
     )
     count = min(quality_samples, len(test_images))
     generated, requested = generate_per_class(model, count)
@@ -113,6 +125,7 @@ def build_dcgan_fashion(
             "label_agreement_mean": round(float(np.mean(list(agreement.values()))), 4),
             "build_budget_seconds": budget_seconds,
             "build_seconds": round(time.monotonic() - started, 1),
+            "quick": quick,
         }
     )
     model.save(model_path)

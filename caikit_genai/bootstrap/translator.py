@@ -26,6 +26,11 @@ log = alog.use_channel("BOOTSTRAP")
 # Under 45 minutes for the whole CPU build: reading the data (~30 s), 40 min of training, then the
 # held-out translations, greedy and 4 beams (under 3 minutes on 2 cores).
 PRESET = "translator-en-id"
+QUICK_PRESET = "translator-en-id-quick"
+QUICK_TEST_SENTENCES = 100  # the quick build scores this many of each held-out set
+# The quick build trains on the short pairs only (UI strings, dictionary entries, short help
+# lines): its two minutes go to many steps on what a first call most likely sends.
+QUICK_MAX_SOURCE_WORDS = 8
 TRANSLATOR_EN_ID_RECIPE = TranslatorRecipe.PRESETS[PRESET]
 # With CUDA the same budget buys far more steps: the encoder is fine-tuned too, with a deeper decoder.
 TRANSLATOR_EN_ID_CUDA_OVERRIDES = {"decoder_layers": 6, "freeze_encoder": False, "batch_size": 64, "learning_rate": 5e-4}
@@ -34,20 +39,30 @@ TEST_BEAMS = 4  # the held-out sets are scored greedy (the serving default) and 
 
 
 def build_translator_en_id(
-    model_path: str, max_help_pages: Optional[int] = None, max_test_sentences: Optional[int] = None, **overrides
+    model_path: str,
+    max_help_pages: Optional[int] = None,
+    max_test_sentences: Optional[int] = None,
+    quick: bool = False,
+    **overrides,
 ) -> Dict:
-    """Train the en->id translator, score it on both held-out test sets, save it with its figures."""
+    """Train the en->id translator, score it on both held-out test sets, save it with its figures.
+    `quick`: the translator-en-id-quick recipe, scored on the first QUICK_TEST_SENTENCES of each
+    set (what `make serve` builds first)."""
     from ..modules.translator import Translator  # pylint: disable=import-outside-toplevel
 
     started = time.monotonic()
     splits = en_id_splits(max_help_pages=max_help_pages)
     train, validation = stable_split(splits.train, VALIDATION_FRACTION, "translator-en-id-validation")
-    knobs = {**(TRANSLATOR_EN_ID_CUDA_OVERRIDES if torch.cuda.is_available() else {}), **overrides}
+    if quick:
+        train = [pair for pair in train if len(pair[0].split()) <= QUICK_MAX_SOURCE_WORDS]
+    cuda = torch.cuda.is_available() and not quick
+    knobs = {**(TRANSLATOR_EN_ID_CUDA_OVERRIDES if cuda else {}), **overrides}
+    max_test_sentences = max_test_sentences or (QUICK_TEST_SENTENCES if quick else None)
     log.info(
         "translator-en-id: %d training, %d validation pairs; test: %d help sentences, %d UI strings",
         len(train), len(validation), len(splits.help_test), len(splits.ui_test),
     )
-    translator = Translator.train(train, validation_data=validation, preset=PRESET, **knobs)
+    translator = Translator.train(train, validation_data=validation, preset=QUICK_PRESET if quick else PRESET, **knobs)
     scored_at = time.monotonic()
     test = {}
     for name, pairs in (("help", splits.help_test), ("ui", splits.ui_test)):
@@ -79,6 +94,7 @@ def build_translator_en_id(
             "test": test,
             "test_seconds": round(time.monotonic() - scored_at, 1),
             "build_seconds": round(time.monotonic() - started, 1),
+            "quick": quick,
             "decoding": f"greedy (test_*) and {TEST_BEAMS} beams (test_*_{TEST_BEAMS}_beams), sacrebleu defaults "
             "(13a tokenizer for BLEU)",
         }

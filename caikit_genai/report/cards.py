@@ -21,8 +21,9 @@ record. Each card's figures come from one build of that model: every build write
 `metrics.json` and, in this checkout, its record in `docs/model-records/<name>.json` (the part of
 `metrics.json` the card shows, the build's date and machine). Held-out figures are on data the
 build never trained or tuned on. A build is bounded by wall-clock time, so a faster machine trains
-for more steps: read each figure with the machine it was built on. Licences in full:
-[licenses.md](licenses.md)."""
+for more steps: read each figure with the machine it was built on. `make serve` first serves a
+quick build of each (a minute or two of training; its time and first held-out figure are on the
+card), until the full build replaces it live. Licences in full: [licenses.md](licenses.md)."""
 
 # What each model is built from, and the terms that travel with it (docs/licenses.md has the sources).
 LICENCES = {
@@ -177,7 +178,7 @@ FIGURES: Sequence[Figure] = (
     Figure("serving", "longest input", ("max_input_tokens",), "{:,} tokens".format),
 )
 # What a card reads from metrics.json besides FIGURES: the header's facts and the build's budget.
-HEADER_PATHS = ("dataset", "base_model", "recipe", "build_budget_seconds")
+HEADER_PATHS = ("dataset", "base_model", "recipe", "build_budget_seconds", "quick")
 CARD_PATHS: Tuple[str, ...] = HEADER_PATHS + tuple(path for figure in FIGURES for path in figure.paths)
 
 
@@ -229,7 +230,16 @@ def _build_rows(record: Dict[str, Any], metrics: Dict[str, Any]) -> List[Tuple[s
     if record.get("build_seconds") is None:
         return []
     budget = lookup(metrics, "build_budget_seconds")
-    return [("whole build", seconds(record["build_seconds"]) + (f"; its budget {budget / 60:g} min" if budget else ""))]
+    rows = [("whole build", seconds(record["build_seconds"]) + (f"; its budget {budget / 60:g} min" if budget else ""))]
+    quick = record.get("quick_build")
+    if quick:
+        held_out = next(
+            (f"; {figure.label}: {figure.say(*values)}" for figure in FIGURES if figure.section == "held_out"
+             for values in [[lookup(quick["metrics"], path) for path in figure.paths]] if values[0] is not None),
+            "",
+        )
+        rows.append(("quick build (`make serve` serves it first)", f"{seconds(quick['build_seconds'])}, built {quick['built']}{held_out}"))
+    return rows
 
 
 def _knob(value: Any) -> str:

@@ -12,15 +12,34 @@ END = "<!-- /report -->"
 
 def render_build_times(records: List[Dict[str, Any]]) -> str:
     rows = [
-        "| model | built by | first build on the recorded machine | recorded machine |",
-        "|---|---|---|---|",
+        "| model | built by | quick build (`make serve`, first) | full build | recorded machine |",
+        "|---|---|---|---|---|",
     ]
+    # Imported here: the bootstrap imports this package (it writes a record after each build).
+    from ..bootstrap import BUILDERS as full_builders, QUICK_BUILDERS as quick_builders  # pylint: disable=import-outside-toplevel
+
     for record in ranked(records):
-        target = "`make models-full`" if record.get("opt_in") else "`make models`"
-        seconds = record.get("build_seconds")
-        took = f"{seconds / 60:.0f} min ({seconds:,.0f} s)" if seconds and seconds >= 60 else f"{seconds or 0:,.0f} s"
-        rows.append(f"| [`{record['model']}`](docs/models.md#{record['model']}) | {target} | {took} | {record.get('machine', 'not recorded')} |")
+        target = "`make models-full`" if record.get("opt_in") else "`make serve`, `make models`"
+        quick, machine = record.get("quick_build"), record.get("machine", "not recorded")
+        if quick:
+            quick_took = _took(quick["build_seconds"])
+            if quick["machine"] != machine:
+                machine = f"full build: {machine}; quick build: {quick['machine']}"
+        elif record["model"] not in quick_builders:
+            quick_took = "none (built only when asked)"
+        elif quick_builders[record["model"]] is full_builders[record["model"]]:
+            quick_took = "none needed (the full build takes seconds)"
+        else:
+            quick_took = "not recorded yet"
+        rows.append(
+            f"| [`{record['model']}`](docs/models.md#{record['model']}) | {target} | {quick_took} "
+            f"| {_took(record.get('build_seconds'))} | {machine} |"
+        )
     return "\n".join(rows)
+
+
+def _took(seconds) -> str:
+    return f"{seconds / 60:.0f} min ({seconds:,.0f} s)" if seconds and seconds >= 60 else f"{seconds or 0:,.0f} s"
 
 
 def with_build_times(readme: str, records: List[Dict[str, Any]]) -> str:

@@ -56,21 +56,40 @@ def record_from_model_dir(name: str, model_dir: str, build_seconds: float, opt_i
     }
 
 
-def record_build(name: str, model_dir: str, build_seconds: float, records_dir: str = RECORDS_DIR, opt_in: bool = False) -> Optional[str]:
-    """Write (or replace) the record of a model just built; returns its path. Nothing is written
-    where `records_dir` does not exist: a build outside this repo's checkout (an image, a Job) has
-    no docs to refresh."""
+def record_build(
+    name: str, model_dir: str, build_seconds: float, records_dir: str = RECORDS_DIR, opt_in: bool = False, quick: bool = False
+) -> Optional[str]:
+    """Write (or replace) the record of a model just built; returns its path. A quick build
+    (`make serve`'s first) goes under its model's record as `quick_build`, which a full build
+    keeps. Nothing is written where `records_dir` does not exist: a build outside this repo's
+    checkout (an image, a Job) has no docs to refresh."""
     if not os.path.isdir(records_dir):
         log.info("%s: no %s here, so no record written", name, records_dir)
         return None
     path = os.path.join(records_dir, f"{name}.json")
     try:
-        write_record(path, record_from_model_dir(name, model_dir, build_seconds, opt_in))
+        built = record_from_model_dir(name, model_dir, build_seconds, opt_in)
+        recorded = _read_record(path)
+        if quick:
+            if recorded is None:
+                log.info("%s: no full build recorded yet, so its quick build is not recorded", name)
+                return None
+            built = {**recorded, "quick_build": {key: built[key] for key in ("built", "machine", "build_seconds", "metrics")}}
+        elif recorded and "quick_build" in recorded:
+            built["quick_build"] = recorded["quick_build"]
+        write_record(path, built)
     except OSError:  # the model is built and served all the same; only its card lags
         log.warning("%s: could not write its record %s", name, path, exc_info=True)
         return None
     log.info("%s: record written to %s (`make report` renders docs/models.md from it)", name, path)
     return path
+
+
+def _read_record(path: str) -> Optional[Dict[str, Any]]:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as record_file:
+        return json.load(record_file)
 
 
 def write_record(path: str, record: Dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from ...toolkit.serving.batching import DynamicBatcher, model_id_of
 from ...toolkit.models.device import serving_device
 from ...toolkit.serving.errors import choice, invalid_argument, require_text
 from ...toolkit.models.hf_models import base_model_errors, hf_model_dir_paths, hf_source, load_eager, model_input_limit, save_hf_model_dir
-from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.models.model_dir import BuildInfo, read_metrics
 from ...toolkit.serving.packing import PRECISIONS
 from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from ...views.attention_heatmap import draw_attention_heatmap
@@ -47,7 +47,7 @@ PROBE_TEXT = "attention"
 
 
 @module(id="18c5e7e8-a2b5-4724-a2f6-60f0745e4580", name="AttentionInspector", version="0.1.0", task=AttentionInspectionTask)
-class AttentionInspector(ModuleBase):
+class AttentionInspector(BuildInfo, ModuleBase):
     """Serves the attention weights of a Hugging Face encoder or encoder-decoder, per layer and head."""
 
     def __init__(

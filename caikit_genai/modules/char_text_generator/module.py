@@ -29,7 +29,7 @@ from ...nets.char_rnn import CharRNN
 from ...toolkit.models.device import serving_device
 from ...toolkit.serving.errors import choice, invalid_argument, require_text
 from ...toolkit.generation import Chunk, GenerationArgument, GenerationParameters, GenerationSignature, choose_next_token, generated_text_result, generated_text_stream, sampling_rng
-from ...toolkit.models.model_dir import atomic_model_dir, read_metrics, write_metrics
+from ...toolkit.models.model_dir import BuildInfo, atomic_model_dir, read_metrics, write_metrics
 from ...toolkit.training.recipes import recipe_train
 from .recipe import DEFAULT_MAX_NEW_TOKENS_LIMIT, CharRecipe
 from .training import mean_loss, train_char_generator
@@ -67,7 +67,7 @@ class CharPrompt:
 
 
 @module(id="21ffbb05-8769-4c3c-b8a2-baf8c416ba7a", name="CharTextGenerator", version="0.1.0", task=TextGenerationTask)
-class CharTextGenerator(ModuleBase):
+class CharTextGenerator(BuildInfo, ModuleBase):
     """Generates text one character at a time from a trained character-level LSTM/GRU."""
 
     def __init__(

@@ -62,6 +62,23 @@ class CharRecipe(Recipe):
             "max_seconds": 17 * 60,
             "sample_prompt": "The next morning",
         },
+        # What `make serve` builds first, so the task answers within minutes; the full build
+        # replaces it live.
+        "char-austen-quick": {
+            "cell": "lstm",
+            "hidden_size": 256,
+            "num_layers": 1,
+            "embedding_dim": 64,
+            "seq_length": 64,
+            "batch_size": 32,
+            "learning_rate": 3e-3,
+            "epochs": 20,
+            "val_fraction": 0.01,
+            "eval_every": 100,
+            "seed": 42,
+            "max_seconds": 45,
+            "sample_prompt": "The next morning",
+        },
     }
 
     def check_together(self) -> None:

@@ -32,7 +32,7 @@ from ...toolkit.serving import limits
 from ...toolkit.serving.batching import DynamicBatcher, model_id_of
 from ...toolkit.models.device import serving_device
 from ...toolkit.serving.errors import choice, invalid_argument, number_in_range, whole_number
-from ...toolkit.models.model_dir import atomic_model_dir, read_metrics, write_metrics
+from ...toolkit.models.model_dir import BuildInfo, atomic_model_dir, read_metrics, write_metrics
 from ...toolkit.training.recipes import recipe_train
 from .images import seeded_noise, slerp, tile, to_image, to_uint8
 from .recipe import DEFAULT_MAX_IMAGES, DCGANRecipe
@@ -62,7 +62,7 @@ class ImageRequest:
 
 
 @module(id="744ae8f0-d51d-45a4-9fb4-e3c0b303ad87", name="DCGANImageGenerator", version="0.1.0", task=ImageGenerationTask)
-class DCGANImageGenerator(ModuleBase):
+class DCGANImageGenerator(BuildInfo, ModuleBase):
     """Generates images from noise with a trained DCGAN generator (class-conditional or not)."""
 
     def __init__(

@@ -70,6 +70,23 @@ class DCGANRecipe(Recipe):
             "ema_decay": 0.999,
             "conditional": True,
         },
+        # What `make serve` builds first (half the width, about a minute of training); the full
+        # `dcgan-fashion` replaces it live.
+        "dcgan-fashion-quick": {
+            "nz": 100,
+            "ngf": 32,
+            "ndf": 32,
+            "batch_size": 64,
+            "learning_rate": 2e-4,
+            "beta1": 0.5,
+            "epochs": 30,
+            "hidden_features": 256,
+            "eval_every": 200,
+            "eval_samples": 500,
+            "seed": 42,
+            "ema_decay": 0.99,
+            "conditional": True,
+        },
     }
 
     def check_together(self) -> None:

@@ -25,7 +25,7 @@ from ...toolkit.models.device import autocast, serving_device
 from ...toolkit.serving.errors import invalid_argument, require_text
 from ...toolkit.training.frozen_layers import cached_scores, pad_token_ids
 from ...toolkit.models.hf_models import hf_model_dir_paths, model_input_limit, save_hf_model_dir
-from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.models.model_dir import BuildInfo, read_metrics
 from ...toolkit.training.recipes import recipe_train
 from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from .distillation import teacher_name
@@ -38,7 +38,7 @@ INFERENCE_BATCH_SIZE = 64
 
 
 @module(id="c974c406-8a2e-41eb-a80d-4e6c4eb526db", name="SentimentClassifier", version="0.1.0", task=TextClassificationTask)
-class SentimentClassifier(ModuleBase):
+class SentimentClassifier(BuildInfo, ModuleBase):
     """Classifies text with a fine-tuned transformer; labels come from the model's id2label."""
 
     def __init__(

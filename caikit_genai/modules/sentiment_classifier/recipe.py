@@ -68,6 +68,17 @@ class SentimentRecipe(Recipe):
             "max_length": 64,
             "seed": 42,
         },
+        # What `make serve` builds first: the packaged MiniLM-L6 (no MPNet download), its lowest
+        # 4 layers frozen, one minute of training; the full `sentiment` replaces it live.
+        "sentiment-quick": {
+            "freeze_layers": 4,
+            "epochs": 1,
+            "batch_size": 32,
+            "learning_rate": 1e-4,
+            "max_length": 64,
+            "seed": 42,
+            "max_seconds": 60,
+        },
         # MiniLM-L6 distilled from `sentiment` (the builder hands in the teacher).
         "sentiment-minilm": {
             "epochs": 3,

@@ -38,7 +38,7 @@ from ...toolkit.models.device import serving_device
 from ...toolkit.serving.errors import invalid_argument, real_number, require_text, whole_number
 from ...toolkit.generation import GenerationArgument, GenerationSignature, generated_text_result, generated_text_stream
 from ...toolkit.models.hf_models import HF_SUBDIR, hf_source, load_eager, model_input_limit, save_hf_model_dir
-from ...toolkit.models.model_dir import read_metrics
+from ...toolkit.models.model_dir import BuildInfo, read_metrics
 from ...toolkit.training.recipes import recipe_train
 from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from .decoding import DEFAULT_MAX_NEW_TOKENS, DecodeRequest, Seq2SeqDecoding, special_ids
@@ -94,7 +94,7 @@ TRANSLATOR_GENERATION = GenerationSignature(
     version="0.1.0",
     tasks=[TranslationTask, TranslationListTask, TextGenerationTask],
 )
-class Translator(Seq2SeqDecoding, ModuleBase):
+class Translator(Seq2SeqDecoding, BuildInfo, ModuleBase):
     """Translates with a Hugging Face encoder-decoder (MarianMT, T5, BART, an EncoderDecoderModel...)."""
 
     def __init__(

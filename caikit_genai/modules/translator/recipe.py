@@ -74,6 +74,25 @@ class TranslatorRecipe(Recipe):
             "seed": 42,
             "max_seconds": 40 * 60,
         },
+        # What `make serve` builds first: the encoder frozen whole, a 2-layer decoder and two
+        # minutes of training (rough translations); the full `translator-en-id` replaces it live.
+        "translator-en-id-quick": {
+            "tuned_encoder_layers": 0,
+            "decoder_layers": 2,
+            "decoder_heads": 6,
+            "target_vocab_size": 4000,
+            "max_source_tokens": 96,
+            "max_target_tokens": 128,
+            "batch_size": 48,
+            "learning_rate": 1e-3,
+            "label_smoothing": 0.1,
+            "epochs": 50,
+            "val_fraction": 0.0,
+            "eval_every": 400,
+            "max_eval_sentences": 50,
+            "seed": 42,
+            "max_seconds": 120,
+        },
     }
 
     def check_together(self) -> None:

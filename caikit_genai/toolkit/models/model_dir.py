@@ -107,3 +107,15 @@ def read_metrics(model_dir: str, config) -> dict:
         return {}
     with open(metrics_path, encoding="utf-8") as metrics_file:
         return json.load(metrics_file)
+
+
+class BuildInfo:
+    """A module's `public_model_info`, which caikit lists in `/info/models` as each model's
+    metadata: `quick` says the model is a quick build (what `make serve` serves first, until
+    its full build replaces it live)."""
+
+    metrics: dict
+
+    @property
+    def public_model_info(self) -> dict:
+        return {"quick": bool((getattr(self, "metrics", None) or {}).get("quick", False))}

@@ -17,17 +17,17 @@ entry point `python -m caikit.runtime.train` run with this config. Before a job 
   a hub id, or a directory inside `genai.training.base_models_dir` (no path at all when that is
   unset).
 
-caikit runs training in a spawned subprocess when `use_subprocess` is on (so a cancel really
-stops torch), pickling the train call's arguments. Its `DataStreamSource` classes are generated
-at runtime start-up and do not exist in the fresh child, so unpickling them fails there. Each
+caikit runs training in a subprocess when `use_subprocess` is on (so a cancel really stops
+torch), pickling the train call's arguments; ours is forked from a forkserver that has imported
+the library already (runtime_config.yaml), so it starts at once. Its `DataStreamSource` classes
+are generated at runtime start-up and do not exist in the child, so unpickling them fails there. Each
 source travels instead as its element type plus its serialized request, with file paths already
 resolved, and is rebuilt (and its paths checked again) in the child. The data itself is read
 lazily in the child, so a bad file fails the job with an ERRORED reason.
 
-A spawned training process outlives a runtime killed under it (`kill -9`, a crash): it would
-train on unseen, then write its model into the models dir, where the restarted runtime would
-serve a model from a job it knows nothing of. The child watches its parent and ends when the
-runtime is gone. (A child killed on its own, as the OOM killer does, ends its job ERRORED:
+A training process outlives a runtime killed under it (`kill -9`, a crash): it would train on
+unseen, then write its model into the models dir, where the restarted runtime would serve a
+model from a job it knows nothing of. The child watches the runtime and ends when it is gone. (A child killed on its own, as the OOM killer does, ends its job ERRORED:
 caikit reads its exit status.)
 
 Each job's training loop writes its progress (step, ETA, losses) to a file named for its training
@@ -36,6 +36,7 @@ id in the runtime's progress dir, which the HTTP server serves (progress_file.py
 
 import functools
 import glob
+import multiprocessing
 import os
 import re
 import signal
@@ -192,22 +193,36 @@ class PortableDataStream(DataStream):
         return (PortableDataStream, (self.element_type, self.source_bytes, self.base_dir, self.what))
 
 
+# What the training processes' forkserver imports before it forks them: the modules' library.
+FORKSERVER_PRELOAD = "caikit_genai"
 # How often a training process looks whether the runtime that started it is still there.
 PARENT_CHECK_SECONDS = 1.0
 
 
-def end_with_parent(parent: int, check_seconds: float = PARENT_CHECK_SECONDS) -> None:
-    """In a training process: kill it once `parent`, the runtime that started it, is gone (the
-    kernel hands an orphan to init or a subreaper, so its parent pid changes); at once if it
-    went while the training process was still starting."""
+def end_with_runtime(runtime_pid: int, check_seconds: float = PARENT_CHECK_SECONDS) -> None:
+    """In a training process: kill it once the runtime that started it is gone; at once if it
+    went while the training process was still starting. Its parent is the runtime (spawn) or the
+    runtime's forkserver, which exits with the runtime; either way the kernel then hands the
+    orphan to init or a subreaper, so its parent pid changes."""
+    parent = os.getppid()
 
     def watch():
-        while os.getppid() == parent:
+        while os.getppid() == parent and _alive(runtime_pid):
             time.sleep(check_seconds)
-        log.error("the runtime that started this training (pid %d) is gone: the training ends with it", parent)
+        log.error("the runtime that started this training (pid %d) is gone: the training ends with it", runtime_pid)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, under another uid
+        return True
+    return True
 
 
 class PortableLocalTrainer(LocalModelTrainer):
@@ -227,9 +242,18 @@ class PortableLocalTrainer(LocalModelTrainer):
 
         def run(self, *args, **kwargs):
             if self._use_subprocess:
-                end_with_parent(self.runtime_pid)
+                end_with_runtime(self.runtime_pid)
             publish_to(progress_path(self.progress_dir, self.id))
             return super().run(*args, **kwargs)
+
+    def __init__(self, config, instance_name: str):
+        super().__init__(config, instance_name)
+        if self._use_subprocess and self._subprocess_start_method == "forkserver":
+            # The forkserver (started with the first training) imports the library once; each
+            # training process is a fork of it, so it starts in a fraction of a second, not the
+            # seconds a spawned one spends importing torch and caikit. Importing it touches no
+            # CUDA, so each fork may still start CUDA of its own.
+            multiprocessing.get_context("forkserver").set_forkserver_preload([FORKSERVER_PRELOAD])
 
     def train(self, module_class, *args, save_path=None, save_with_id=False, model_name=None, **kwargs):
         free_check = None

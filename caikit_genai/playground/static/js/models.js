@@ -77,6 +77,7 @@ export class ModelsTab {
 function stateCell(model) {
   const cell = element("td", {}, element("span", { className: `state-${model.state}`, text: model.state }));
   if (model.state === "loading") cell.append(element("div", { className: "hint", text: "caikit loads it when its first request comes" }));
+  if (model.quick) cell.append(element("div", { className: "hint quick", text: "quick build: its full build replaces it live" }));
   if (model.reason) cell.append(element("div", { className: "reason", text: model.reason }));
   if (model.retryAfter) cell.append(element("div", { className: "hint", text: `next try after ${model.retryAfter}` }));
   return cell;

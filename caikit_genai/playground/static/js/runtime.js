@@ -32,8 +32,9 @@ function described(model) {
     id: model.name,
     moduleName: module?.name ?? model.module_metadata?.name ?? "",
     state,
-    reason: metadata.load_error ?? "",
+    reason: metadata.load_error ?? metadata.swap_error ?? "",
     retryAfter: metadata.load_retry_after ?? "",
+    quick: Boolean(metadata.quick),
     tasks: module?.tasks ?? [],
   };
 }

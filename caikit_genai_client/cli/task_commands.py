@@ -150,7 +150,7 @@ def run_attention(args, client) -> int:
     result = client.attention(args.model, args.text, **parameters)
     files = [path for path in (args.html, args.png) if path]
     if files:
-        from ..attention_view import write_views  # pylint: disable=import-outside-toplevel
+        from caikit_genai.attention_view import write_views  # pylint: disable=import-outside-toplevel
 
         write_views(result.result, f"Attention: {args.model}", args.html, args.png)
     if args.json:

@@ -1,6 +1,6 @@
 """caikit-genai: serve a runtime, build its default models, and call its every task (docs/cli.md).
 
-Calls go through `caikit_genai.client`: over HTTP (`--url`, default http://localhost:8080) or,
+Calls go through `caikit_genai_client`: over HTTP (`--url`, default http://localhost:8080) or,
 with `--grpc host:port`, over gRPC. Output is for people unless `--json` asks for the runtime's
 answer as JSON. A failed call exits 1 with the server's code and message; bad usage exits 2.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 from typing import List, Optional
 
-from ..client import TLS, Client, ClientError
+from .. import TLS, Client, ClientError
 from . import runtime_commands, task_commands, training_commands
 
 DEFAULT_URL = "http://localhost:8080"

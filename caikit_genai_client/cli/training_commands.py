@@ -5,8 +5,8 @@ import json
 import sys
 import time
 
-from ..client import TrainingProgress, TrainingStatus
-from ..client.contract import TRAIN_RPCS
+from .. import TrainingProgress, TrainingStatus
+from ..contract import TRAIN_RPCS
 from .output import key_values, print_json
 
 

@@ -136,7 +136,7 @@ class Attention:
 
     @classmethod
     def from_raw(cls, raw: Dict[str, Any]) -> "Attention":
-        from ..data_model.attention import AttentionResult  # pylint: disable=import-outside-toplevel
+        from caikit_genai.data_model.attention import AttentionResult  # pylint: disable=import-outside-toplevel
 
         result = AttentionResult.from_json(json.dumps(raw), ignore_unknown_fields=True)
         heatmap = result.heatmap.image_data if result.heatmap is not None else None
@@ -218,13 +218,15 @@ class TrainingStatus:
 class ModelInfo:
     """A model the runtime lists: `state` is `loaded`, `failed` (with `error`), or `loading`
     (listed, not loaded yet: caikit marks a model loaded once a request has waited for it).
-    `size` is caikit's memory estimate: the dir's bytes x its size multiplier (10 by default)."""
+    `size` is caikit's memory estimate: the dir's bytes x its size multiplier (10 by default).
+    `quick`: a quick build, served until its full build replaces it (`make serve`)."""
 
     name: str
     state: str
     module: Optional[str]
     size: Optional[int]
     error: Optional[str]
+    quick: bool = False
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
 
     @classmethod
@@ -233,7 +235,7 @@ class ModelInfo:
         error = metadata.get("load_error")
         state = "loaded" if raw.get("loaded") else "failed" if error else "loading"
         module = (raw.get("module_metadata") or {}).get("name")
-        return cls(raw.get("name") or "", state, module, _optional_int(raw.get("size")), error, raw)
+        return cls(raw.get("name") or "", state, module, _optional_int(raw.get("size")), error, bool(metadata.get("quick")), raw)
 
 
 def _optional_int(value: Any) -> Optional[int]:

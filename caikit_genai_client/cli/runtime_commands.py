@@ -44,7 +44,7 @@ def serve_runtime(args) -> int:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.build_missing:
-        subprocess.Popen([sys.executable, "-m", "caikit_genai.bootstrap", "--missing"], env=env)  # pylint: disable=consider-using-with
+        subprocess.Popen([sys.executable, "-m", "caikit_genai.bootstrap", "--missing", "--quick-first"], env=env)  # pylint: disable=consider-using-with
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "caikit.runtime"], env)
     return 0  # not reached
@@ -64,6 +64,8 @@ def list_models(args, client) -> int:
         details = model.error or (f"~{model.size / 1e6:,.0f} MB in memory (caikit's estimate)" if model.size else "")
         if model.state == "loading":
             details = "listed; loads fully on its first request"
+        elif model.quick:
+            details = f"quick build (its full build replaces it live); {details}"
         rows.append((model.name, model.state, model.module or "-", details))
     print_table(rows)
     return 0
@@ -73,11 +75,11 @@ def passthrough(name: str, argv: List[str]) -> int:
     """`build`: python -m caikit_genai.bootstrap's command line; `report`: caikit_genai.report's.
     Each is imported only when asked for."""
     if name == "build":
-        from ..bootstrap import main as bootstrap  # pylint: disable=import-outside-toplevel
+        from caikit_genai.bootstrap import main as bootstrap  # pylint: disable=import-outside-toplevel
 
         return bootstrap(argv)
     try:
-        from ..report import main as report_main  # pylint: disable=import-outside-toplevel,no-name-in-module
+        from caikit_genai.report import main as report_main  # pylint: disable=import-outside-toplevel,no-name-in-module
     except ModuleNotFoundError as error:
         if error.name != f"{__package__.rsplit('.', 1)[0]}.report":
             raise

@@ -1,6 +1,6 @@
 """The Python client of a caikit-genai runtime (docs/client.md).
 
-    from caikit_genai.client import Client
+    from caikit_genai_client import Client
     with Client(grpc="localhost:8085", http="http://localhost:8080") as client:
         client.classify("sentiment", "a moving film")
 
