@@ -8,7 +8,7 @@ each model as a full build (not `quick`). Ends when every task answers with its 
 builds off (`--no-quick`: `make serve` as it was before them, full builds only), takes hours on
 2 cores; run it on its own.
 
-    python benchmarks/first_answers.py [--timeout 900] [--no-quick]
+    python benchmarks/first_answers.py [--timeout 900] [--first-only] [--no-quick]
 """
 
 import argparse
@@ -56,6 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to watch (default 900)")
     parser.add_argument("--no-quick", action="store_true", help="the baseline: full builds only")
+    parser.add_argument("--first-only", action="store_true", help="stop once every task has answered")
     parser.add_argument("--http-port", type=int, default=8080)
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="first-answers-")
@@ -76,6 +77,8 @@ def main() -> int:
     full_model: Dict[str, float] = {}
     try:
         while time.monotonic() - started < args.timeout and len(full_model) < len(CALLS):
+            if args.first_only and len(first_answer) == len(CALLS):
+                break
             if serving.poll() is not None:
                 print(f"make serve exited with {serving.returncode}; its log: {log_path}", file=sys.stderr)
                 break
