@@ -26,7 +26,7 @@ import requests
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One call per task of the default models (README's calls).
 CALLS = {
-    "attention-minilm": ("attention", "Quick answers first."),
+    "attention-minilm": ("attention-inspection", "Quick answers first."),
     "char-austen": ("text-generation", "The next morning"),
     "sentiment": ("text-classification", "a moving, beautifully acted film"),
     "dcgan-fashion": ("image-generation", 1),
@@ -91,6 +91,8 @@ def main() -> int:
                     full_model[model_id] = time.monotonic() - started
                     print(f"{full_model[model_id]:7.0f} s  {model_id} serves its full build", flush=True)
             time.sleep(5)
+    except KeyboardInterrupt:  # Ctrl-C: stop watching, print what was seen
+        pass
     finally:
         os.killpg(serving.pid, signal.SIGKILL)
     rows = {
