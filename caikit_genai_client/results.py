@@ -162,7 +162,8 @@ class TrainingJob:
 class TrainingProgress:
     """How far a training has come, as its training loop last wrote it (about once a second):
     the runtime's GET /api/v1/trainings/{id}/progress. `percent` runs toward whichever ends the
-    run first, its `total_steps` or its `max_seconds` budget; `eta_seconds` is None until known."""
+    run first, its `total_steps` or its `max_seconds` budget; `eta_seconds` is None until known.
+    `started` is False while the job's process starts, before its first step."""
 
     step: int
     total_steps: int
@@ -174,6 +175,7 @@ class TrainingProgress:
     last_evaluation: Optional[Dict[str, Any]]
     finished: bool
     updated_at: Optional[str]
+    started: bool = True
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
 
     @classmethod
@@ -182,7 +184,8 @@ class TrainingProgress:
         return cls(
             int(raw.get("step") or 0), int(raw.get("total_steps") or 0), raw.get("max_seconds"),
             float(raw.get("elapsed_seconds") or 0.0), None if eta is None else float(eta), float(raw.get("percent") or 0.0),
-            dict(raw.get("losses") or {}), raw.get("last_evaluation"), bool(raw.get("finished")), raw.get("updated_at"), raw,
+            dict(raw.get("losses") or {}), raw.get("last_evaluation"), bool(raw.get("finished")), raw.get("updated_at"),
+            bool(raw.get("started", True)), raw,
         )
 
 
@@ -190,7 +193,7 @@ class TrainingProgress:
 class TrainingStatus:
     """A training's state (QUEUED, RUNNING, COMPLETED, ERRORED, CANCELED) and why it ended so.
     caikit 0.28.3's status has no progress figure: `progress` comes from the runtime's progress
-    route over HTTP (None over a gRPC-only client, or before the job's first step)."""
+    route over HTTP (None over a gRPC-only client)."""
 
     training_id: str
     state: str

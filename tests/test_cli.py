@@ -133,7 +133,9 @@ def test_attention_summary_views_and_json(runtime, ran):
     answer = AttentionResult.from_json(ran["results"]["attention-json"].stdout, ignore_unknown_fields=True)
     expected = by_hand(runtime, "attention-inspection", TINY_ATTENTION_ID, "the cat sat", precision="float32")
     expected = AttentionResult.from_json(json.dumps(expected))
-    np.testing.assert_array_equal(answer.attention("encoder").as_numpy(), expected.attention("encoder").as_numpy())
+    # The same numbers up to float32 rounding: the commands run side by side, and a request batched
+    # with another (padded to its length) may round its last bit differently.
+    np.testing.assert_allclose(answer.attention("encoder").as_numpy(), expected.attention("encoder").as_numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_models(ran):

@@ -310,6 +310,12 @@ def test_train_from_the_page_then_the_model_is_in_the_pickers_and_cancel_stops_o
     with open(os.path.join(runtime.models_dir, "page-char", "metrics.json"), encoding="utf-8") as metrics_file:
         metrics = json.load(metrics_file)
     assert metrics["steps"] == 10 and metrics["recipe"]["hidden_size"] == recipe["hidden_size"]
+    # The runtime's progress route, as the card shows it.
+    training_id = page.browser.js("document.getElementById('train-output').dataset.trainingId")
+    progress = requests.get(f"{runtime.http_url}/api/v1/trainings/{training_id}/progress", timeout=10).json()
+    assert progress["step"] == 10 and progress["finished"]
+    shown = page.browser.js("document.querySelector('#train-output .training-progress').textContent")
+    assert shown.startswith("step 10/10, 100%, loss "), shown
     page.screenshot("train")
     # A long one, cancelled while it runs: no model is left.
     page.fill("#train-name", "page-char-cancelled")

@@ -39,16 +39,19 @@ def test_progress_rises_while_a_budgeted_training_runs_and_its_last_stays(runtim
     assert response.status_code == 200, response.text
     training_id = response.json()["training_id"]
 
-    running = []
+    running, starting = [], []
     deadline = time.monotonic() + 120
     while training_state(runtime, training_id) not in ("COMPLETED", "ERRORED", "CANCELED"):
         assert time.monotonic() < deadline, "the training did not end"
         answer = requests.get(progress_url(runtime, training_id), timeout=5)
-        assert answer.status_code in (200, 404), answer.text  # 404: the process is not at its first step yet
-        if answer.status_code == 200 and not answer.json()["finished"]:
+        assert answer.status_code == 200, answer.text  # from the moment the runtime took the job
+        if not answer.json()["started"]:
+            starting.append(answer.json())
+        elif not answer.json()["finished"]:
             running.append(answer.json())
         time.sleep(0.3)
     assert runtime.wait_for_training(training_id)["state"] == "COMPLETED"
+    assert all(entry["step"] == 0 and entry["total_steps"] is None and entry["percent"] == 0 for entry in starting), starting
 
     assert len(running) >= 2, running
     first, last = running[0], running[-1]
@@ -95,3 +98,24 @@ def test_an_unknown_or_bad_training_id_has_no_progress_and_reads_no_other_file(r
         assert answer.status_code == 400 and "training_id" in answer.json()["details"]
     finally:
         os.remove(planted)
+
+
+def test_a_submitted_job_says_starting_until_its_loop_writes_and_never_over_it(tmp_path):
+    from caikit_genai.toolkit.training import progress_file
+
+    first = progress_file.progress_path(str(tmp_path), "trainer:job-1")
+    progress_file.announce(first)
+    assert progress_file.read_progress(str(tmp_path), "trainer:job-1")["started"] is False
+    progress_file.publish_to(first)
+    writer = progress_file.ProgressFile(total_steps=10, max_seconds=None)
+    writer.update(1, 10.0, 0.5, {"loss": 2.0})
+    assert progress_file.read_progress(str(tmp_path), "trainer:job-1")["started"] is True
+
+    # A job that wrote before the runtime announced it keeps what it wrote.
+    second = progress_file.progress_path(str(tmp_path), "trainer:job-2")
+    progress_file.publish_to(second)
+    progress_file.ProgressFile(total_steps=10, max_seconds=None).update(1, 10.0, 0.5, {"loss": 2.0})
+    progress_file.announce(second)
+    assert progress_file.read_progress(str(tmp_path), "trainer:job-2")["step"] == 1
+    progress_file.publish_to(None)
+    assert sorted(os.listdir(tmp_path)) == ["trainer:job-1.json", "trainer:job-2.json"]  # no temp file left

@@ -83,12 +83,13 @@ def model_metrics(models_dir: str, model_id: str):
 
 def training_progress(progress_dir: str, training_id: str):
     """The last progress a training's loop wrote (toolkit/training/progress_file.py), kept after
-    the job ends; 404 for a training that has written none (unknown, or not at its first step)."""
+    the job ends (`started: false` from submission to the first step); 404 for a training this
+    runtime did not start."""
     if not progress_file.is_valid_training_id(training_id):
         return _error(400, f"training_id {training_id!r} is not a valid training id: use {progress_file.TRAINING_ID_RULE}")
     progress = progress_file.read_progress(progress_dir, training_id)
     if progress is None:
-        return _error(404, f"no progress for training {training_id!r}: unknown, or not at its first step yet")
+        return _error(404, f"no progress for training {training_id!r}: this runtime started no such training")
     return progress
 
 
@@ -121,7 +122,7 @@ def mount_playground(server) -> None:
     def playground_catalog():
         # Built on first use: the services are complete by then, and they never change.
         if not catalog:
-            catalog.update(build_catalog(server))
+            catalog.update(build_catalog(server), training_progress=PROGRESS_ROUTE.lstrip("/") if server.enable_training else None)
         return catalog
 
     def models_dir() -> str:

@@ -80,7 +80,9 @@ def report_status(args, status: TrainingStatus) -> None:
 
 def progress_text(progress: TrainingProgress) -> str:
     """`step 120/5000, 37%, ETA 41 s, loss 1.9021`: the steps where they end the run, the percent
-    where a time budget does (it usually ends first)."""
+    where a time budget does (it usually ends first); `starting` before the first step."""
+    if not progress.started:
+        return "starting"
     parts = [f"step {progress.step}/{progress.total_steps}", f"{progress.percent:.0f}%"]
     if progress.eta_seconds is not None and not progress.finished:
         parts.append(f"ETA {progress.eta_seconds:.0f} s")

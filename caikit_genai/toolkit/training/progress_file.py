@@ -110,6 +110,7 @@ class ProgressFile:
                 "losses": _finite_values(losses),
                 "last_evaluation": None if self.last_evaluation is None else _finite_values(self.last_evaluation),
                 "finished": final,
+                "started": True,
                 "updated_at": datetime.now(timezone.utc).isoformat(),
             }
         )
@@ -125,6 +126,32 @@ class ProgressFile:
             os.replace(partial, self.path)
         except OSError:
             self.path = None  # the dir is gone (the runtime exited): stop trying
+
+
+def announce(path: Optional[str]) -> None:
+    """In the runtime, as it submits a job: its progress file says `started: false` until the
+    job's loop writes its first step, so a training this runtime started has progress from its
+    first moment, and an unknown id has none. Never over a file the job already wrote (a link
+    fails where the name exists)."""
+    if path is None:
+        return
+    starting = {
+        "step": 0, "total_steps": None, "max_seconds": None, "elapsed_seconds": 0.0, "eta_seconds": None, "percent": 0.0,
+        "losses": {}, "last_evaluation": None, "finished": False, "started": False,
+        "updated_at": datetime.now(timezone.utc).isoformat(),
+    }
+    try:
+        handle, partial = tempfile.mkstemp(prefix=".progress-", dir=os.path.dirname(path))
+        with os.fdopen(handle, "w", encoding="utf-8") as partial_file:
+            json.dump(starting, partial_file)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(partial)
+    except OSError:
+        pass  # progress is a courtesy: the job runs all the same
 
 
 def _finite_values(values: Dict[str, Any]) -> Dict[str, Any]:

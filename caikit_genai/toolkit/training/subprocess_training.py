@@ -56,7 +56,7 @@ from grpc import StatusCode
 from ..serving.errors import invalid_argument
 from ..serving.safe_paths import check_model_name, is_inside, is_safe_model_name, resolve_inside
 from ..settings import genai_flag
-from .progress_file import progress_dir, progress_path, publish_to
+from .progress_file import announce, progress_dir, progress_path, publish_to
 
 log = alog.use_channel("TRAINING")
 
@@ -239,6 +239,7 @@ class PortableLocalTrainer(LocalModelTrainer):
             self.runtime_pid = os.getpid()  # set first: caikit's __init__ starts (and pickles) the job
             self.progress_dir = progress_dir()
             super().__init__(*args, **kwargs)
+            announce(progress_path(self.progress_dir, self.id))
 
         def run(self, *args, **kwargs):
             if self._use_subprocess:
