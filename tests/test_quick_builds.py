@@ -10,7 +10,7 @@ import pytest
 
 from caikit_genai.bootstrap import QUICK_BUILDERS, build_attention_minilm, build_char_austen, is_quick_build, main as bootstrap_main
 from caikit_genai_client import Client
-from conftest import ATTENTION_MINILM_ID
+from conftest import ATTENTION_MINILM_ID, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,10 @@ def test_quick_builds_answer_every_task_and_full_builds_replace_them_live(runtim
 
 
 def test_missing_rebuilds_a_quick_dir_and_quick_skips_any_built_one(tmp_path):
-    models_dir, records_dir = tmp_path / "models", tmp_path / "records"
+    models_dir = tmp_path / "models"
+    repo_record = os.path.join(REPO_ROOT, "docs", "model-records", "attention-minilm.json")
+    with open(repo_record, encoding="utf-8") as record_file:
+        recorded = record_file.read()
     path = models_dir / "attention-minilm"
     assert bootstrap_main(["--models-dir", str(models_dir), "--only", "attention-minilm", "--quick"]) == 0
     metrics_file = path / "metrics.json"
@@ -86,8 +89,10 @@ def test_missing_rebuilds_a_quick_dir_and_quick_skips_any_built_one(tmp_path):
     assert bootstrap_main(["--models-dir", str(models_dir), "--missing", "--quick", "--only", "attention-minilm"]) == 0
     assert json.loads(metrics_file.read_text()) == marked  # already there: --quick --missing leaves it
 
-    assert bootstrap_main(["--models-dir", str(models_dir), "--missing", "--only", "attention-minilm", "--records-dir", str(records_dir)]) == 0
+    assert bootstrap_main(["--models-dir", str(models_dir), "--missing", "--only", "attention-minilm"]) == 0
     assert not is_quick_build(str(path))  # a quick dir counts as missing for the full builds
+    with open(repo_record, encoding="utf-8") as record_file:
+        assert record_file.read() == recorded  # a build outside ./models writes no record unless told where
     assert json.loads(metrics_file.read_text())["quick"] is False
     with pytest.raises(SystemExit):
         bootstrap_main(["--models-dir", str(models_dir), "--quick", "--only", "attention-mpnet"])

@@ -73,9 +73,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="the quick builds (a minute or two each on 2 cores)")
     parser.add_argument("--quick-first", action="store_true", help="--quick, then the full builds (as `make serve` runs them)")
-    parser.add_argument("--records-dir", default=RECORDS_DIR, help="where each build writes its model's record for docs/models.md (if that dir exists)")
+    parser.add_argument(
+        "--records-dir",
+        help=f"where each build writes its model's record for docs/models.md (default: {RECORDS_DIR} when building "
+        "into ./models, as `make models` does; builds anywhere else write none)",
+    )
     args = parser.parse_args(argv)
     alog.configure(default_level="info", formatter="pretty")
+    if args.records_dir is None and os.path.abspath(args.models_dir) == os.path.abspath("models"):
+        args.records_dir = RECORDS_DIR
     if args.quick_first:
         full = [arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != "--quick-first"]
         return max(main([*full, "--quick"]), main(full))
@@ -100,5 +106,6 @@ def main(argv=None) -> int:
         quick = bool(metrics.get("quick"))
         summary = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
         print(f"built {name}{' (quick)' if quick else ''} in {build_seconds:.0f} s: {json.dumps(summary)}", flush=True)
-        record_build(name, model_path, build_seconds, args.records_dir, opt_in=name in OPT_IN_BUILDERS, quick=quick)
+        if args.records_dir:
+            record_build(name, model_path, build_seconds, args.records_dir, opt_in=name in OPT_IN_BUILDERS, quick=quick)
     return 1 if failures else 0
