@@ -6,8 +6,10 @@ termination log and leaves no model dir; a good run exits 0 and leaves a model t
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -63,11 +65,11 @@ JOBS = {
 }
 
 
-@pytest.fixture
-def job_dirs(tmp_path):
-    (tmp_path / "training_data").mkdir()
-    (tmp_path / "models").mkdir()
-    return tmp_path
+def new_job_dirs(root) -> pathlib.Path:
+    root.mkdir()
+    (root / "training_data").mkdir()
+    (root / "models").mkdir()
+    return root
 
 
 def run_batch_training(job_dirs, module_class, model_name, kwargs):
@@ -76,8 +78,8 @@ def run_batch_training(job_dirs, module_class, model_name, kwargs):
         **os.environ,
         "CONFIG_FILES": os.path.join(REPO_ROOT, "runtime_config.yaml"),
         "DATA_STREAMS_FILE_SOURCE_BASE": str(job_dirs / "training_data"),
-        # The tiny base models live in pytest's temp dir, beside job_dirs.
-        "GENAI_TRAINING_BASE_MODELS_DIR": os.path.dirname(str(job_dirs)),
+        # The tiny base models live in pytest's temp dir, above job_dirs.
+        "GENAI_TRAINING_BASE_MODELS_DIR": os.path.dirname(os.path.dirname(str(job_dirs))),
         "HF_HUB_OFFLINE": "1",
     }
     termination_log = job_dirs / "termination-log"
@@ -96,44 +98,63 @@ def run_batch_training(job_dirs, module_class, model_name, kwargs):
     return result, termination_log.read_text()
 
 
+MISTAKES = {
+    "../escaped": ("reviews.jsonl", None, "is not a valid model name"),
+    "outside": ("/etc/passwd", None, "outside the training data dir"),
+    "bad-data": ("reviews.jsonl", ['{"text": "fine", "label": "positive"}', '{"text": "", "label": "negative"}'], "example 1 has no text"),
+    "missing": ("nowhere.jsonl", None, "does not exist in the training data dir"),
+}
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory, tiny_bert_dir):
+    """Every job below, each in dirs of its own, run side by side (each process spends most of
+    its few seconds importing torch and caikit): {name: (job dirs, result, termination log, the
+    module class, the check of its model)}."""
+    root = tmp_path_factory.mktemp("batch-jobs")
+    planned, uses = {}, {}
+    for module_name, job in JOBS.items():
+        module_class, data_file, lines, kwargs, uses[module_name] = job(tiny_bert_dir)
+        dirs = new_job_dirs(root / module_name)
+        (dirs / "training_data" / data_file).write_text("\n".join(lines) + "\n")
+        planned[module_name] = (dirs, module_class, "trained", kwargs)
+    for index, (model_name, (data_file, contents, _)) in enumerate(MISTAKES.items()):
+        dirs = new_job_dirs(root / f"mistake-{index}")
+        if contents is not None:
+            (dirs / "training_data" / data_file).write_text("\n".join(contents) + "\n")
+        kwargs = {"training_data": {"file": {"filename": data_file}}, "base_model": tiny_bert_dir, "epochs": 1}
+        planned[model_name] = (dirs, SentimentClassifier, model_name, kwargs)
+    dirs = new_job_dirs(root / "taken")
+    (dirs / "models" / "taken").mkdir()
+    (dirs / "models" / "taken" / "keep.txt").write_text("a model")
+    planned["taken"] = (dirs, SentimentClassifier, "taken", {"training_data": {"file": {"filename": "reviews.jsonl"}}, "base_model": tiny_bert_dir})
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(run_batch_training, *plan) for name, plan in planned.items()}
+        return {name: (planned[name][0], *future.result(), planned[name][1], uses.get(name)) for name, future in futures.items()}
+
+
 @pytest.mark.parametrize("module_name", sorted(JOBS))
 @pytest.mark.slow
-def test_every_module_trains_through_the_batch_entry_point(module_name, job_dirs, tiny_bert_dir):
-    module_class, data_file, lines, kwargs, use = JOBS[module_name](tiny_bert_dir)
-    (job_dirs / "training_data" / data_file).write_text("\n".join(lines) + "\n")
-    result, termination_log = run_batch_training(job_dirs, module_class, "trained", kwargs)
+def test_every_module_trains_through_the_batch_entry_point(module_name, jobs):
+    job_dirs, result, termination_log, module_class, use = jobs[module_name]
     assert result.returncode == 0, result.stderr[-3000:]
     assert termination_log == ""
     assert use(module_class.load(str(job_dirs / "models" / "trained")))
 
 
-@pytest.mark.parametrize(
-    "model_name, data_file, contents, reason",
-    [
-        ("../escaped", "reviews.jsonl", None, "is not a valid model name"),
-        ("outside", "/etc/passwd", None, "outside the training data dir"),
-        ("bad-data", "reviews.jsonl", ['{"text": "fine", "label": "positive"}', '{"text": "", "label": "negative"}'], "example 1 has no text"),
-        ("missing", "nowhere.jsonl", None, "does not exist in the training data dir"),
-    ],
-)
+@pytest.mark.parametrize("model_name", sorted(MISTAKES))
 @pytest.mark.slow
-def test_a_users_mistake_exits_1_with_the_reason_and_no_model(job_dirs, tiny_bert_dir, model_name, data_file, contents, reason):
-    if contents is not None:
-        (job_dirs / "training_data" / data_file).write_text("\n".join(contents) + "\n")
-    kwargs = {"training_data": {"file": {"filename": data_file}}, "base_model": tiny_bert_dir, "epochs": 1}
-    result, termination_log = run_batch_training(job_dirs, SentimentClassifier, model_name, kwargs)
+def test_a_users_mistake_exits_1_with_the_reason_and_no_model(jobs, model_name):
+    job_dirs, result, termination_log, _, _ = jobs[model_name]
     assert result.returncode == 1, f"exit {result.returncode}\n{result.stderr[-3000:]}"
-    assert reason in termination_log
+    assert MISTAKES[model_name][2] in termination_log
     assert [entry for entry in os.listdir(job_dirs / "models") if not entry.startswith(".")] == []
     assert not (job_dirs / "escaped").exists()
 
 
 @pytest.mark.slow
-def test_a_model_name_that_exists_is_not_overwritten(job_dirs, tiny_bert_dir):
-    (job_dirs / "models" / "taken").mkdir()
-    (job_dirs / "models" / "taken" / "keep.txt").write_text("a model")
-    kwargs = {"training_data": {"file": {"filename": "reviews.jsonl"}}, "base_model": tiny_bert_dir}
-    result, termination_log = run_batch_training(job_dirs, SentimentClassifier, "taken", kwargs)
+def test_a_model_name_that_exists_is_not_overwritten(jobs):
+    job_dirs, result, termination_log, _, _ = jobs["taken"]
     assert result.returncode == 1 and "already exists" in termination_log
     assert (job_dirs / "models" / "taken" / "keep.txt").read_text() == "a model"
 
