@@ -19,6 +19,7 @@ from typing import Callable, Dict
 import alog
 
 from ..report.records import RECORDS_DIR, record_build
+from ..toolkit.models.model_dir import read_metrics
 from .attention import build_attention_minilm, build_attention_mpnet
 from .char_austen import CHAR_AUSTEN_RECIPE, build_char_austen, char_austen_splits
 from .dcgan_fashion import DCGAN_FASHION_RECIPE, build_dcgan_fashion
@@ -56,9 +57,8 @@ OPT_IN_BUILDERS: Dict[str, Callable[..., Dict]] = {
 def is_quick_build(model_path: str) -> bool:
     """Whether the model dir holds a quick build (its metrics.json says so)."""
     try:
-        with open(os.path.join(model_path, "metrics.json"), encoding="utf-8") as metrics_file:
-            return bool(json.load(metrics_file).get("quick"))
-    except (OSError, ValueError, AttributeError):
+        return bool(read_metrics(model_path, {}).get("quick"))
+    except (OSError, ValueError, AttributeError):  # no readable metrics.json: not a quick build
         return False
 
 

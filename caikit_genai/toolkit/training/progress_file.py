@@ -116,23 +116,40 @@ class ProgressFile:
         )
 
     def _write(self, progress: Dict[str, Any]) -> None:
-        """Whole or not at all: a reader sees the last file or this one, never half of one. A
-        failed write costs the training nothing."""
-        directory = os.path.dirname(self.path)
-        try:
-            handle, partial = tempfile.mkstemp(prefix=".progress-", dir=directory)
-            with os.fdopen(handle, "w", encoding="utf-8") as partial_file:
-                json.dump(progress, partial_file)
-            os.replace(partial, self.path)
-        except OSError:
+        if not write_whole(self.path, progress):
             self.path = None  # the dir is gone (the runtime exited): stop trying
+
+
+def write_whole(path: str, progress: Dict[str, Any], replace: bool = True) -> bool:
+    """Whole or not at all: a reader sees the last file or this one, never half of one. Without
+    `replace`, never over a file already there (a link fails where the name exists). False when
+    it could not be written: progress is a courtesy, and a failed write costs the training nothing."""
+    try:
+        handle, partial = tempfile.mkstemp(prefix=".progress-", dir=os.path.dirname(path))
+    except OSError:
+        return False
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as partial_file:
+            json.dump(progress, partial_file)
+        if replace:
+            os.replace(partial, path)
+        else:
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                pass
+        return True
+    except OSError:
+        return False
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def announce(path: Optional[str]) -> None:
     """In the runtime, as it submits a job: its progress file says `started: false` until the
     job's loop writes its first step, so a training this runtime started has progress from its
-    first moment, and an unknown id has none. Never over a file the job already wrote (a link
-    fails where the name exists)."""
+    first moment, and an unknown id has none. Never over a file the job already wrote."""
     if path is None:
         return
     starting = {
@@ -140,18 +157,7 @@ def announce(path: Optional[str]) -> None:
         "losses": {}, "last_evaluation": None, "finished": False, "started": False,
         "updated_at": datetime.now(timezone.utc).isoformat(),
     }
-    try:
-        handle, partial = tempfile.mkstemp(prefix=".progress-", dir=os.path.dirname(path))
-        with os.fdopen(handle, "w", encoding="utf-8") as partial_file:
-            json.dump(starting, partial_file)
-        try:
-            os.link(partial, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(partial)
-    except OSError:
-        pass  # progress is a courtesy: the job runs all the same
+    write_whole(path, starting, replace=False)
 
 
 def _finite_values(values: Dict[str, Any]) -> Dict[str, Any]:
