@@ -256,6 +256,10 @@ def test_a_failed_load_holds_until_its_files_change_or_its_back_off_runs_out(tmp
     (model_dir / "config.yml").write_text("module_id: fixed\n")
     assert not second.holds()  # its files changed: try again at once
     assert failures.record("broken", str(model_dir), dir_fingerprint(str(model_dir)), "x").attempts == 1
+    # A load that began after its dir was removed (rmtree racing a retry) never holds: the next
+    # sync forgets it, and /info/models stops listing the model.
+    removed = tmp_path / "removed"
+    assert not failures.record("removed", str(removed), dir_fingerprint(str(removed)), "FileNotFoundError").holds()
 
 
 # -- training processes killed ----------------------------------------------------------------

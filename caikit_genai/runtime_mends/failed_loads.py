@@ -68,7 +68,10 @@ class LoadFailure:
     retry_after: str  # the same, as a wall-clock time
 
     def unchanged(self) -> bool:
-        return dir_fingerprint(self.path) == self.fingerprint
+        """Its dir is there, as it was when the load began. A dir that was gone by then (removed
+        while a load or a retry was on its way) never holds: its failure is forgotten at the next
+        sync, and the model is no longer listed."""
+        return self.fingerprint is not None and dir_fingerprint(self.path) == self.fingerprint
 
     def holds(self, now: Optional[float] = None) -> bool:
         """Whether the model stays failed: its files are as they were and its back-off runs."""
@@ -215,9 +218,10 @@ def failed_loads_stay_failed() -> None:
         evict_failed(self, model_id)
         if failure.holds():
             return failure
-        if not failure.unchanged():
+        gone = not os.path.exists(failure.path)
+        if gone or not failure.unchanged():
             LOAD_FAILURES.forget(model_id)
-        if os.path.exists(failure.path):
+        if not gone:
             log.info("model %s failed to load before: loading it again (its files changed or its back-off ran out)", model_id)
         return None
 

@@ -107,9 +107,13 @@ NESTING = {
 MENDS: Tuple[Mend, ...] = (
     Mend(
         15, "hf_loading_threads",
-        (Symbol("torch.nn", "Module.register_parameter"), Symbol("transformers.integrations.accelerate", "init_on_device")),
-        "transformers swaps torch's process-wide register_parameter while it loads a model; loads on two "
-        "threads interleave and leave every later network on the meta device.",
+        (
+            Symbol("torch.nn", "Module.register_parameter"), Symbol("transformers.integrations.accelerate", "init_on_device"),
+            Symbol("transformers.modeling_utils", "no_init_weights"), Symbol("transformers.modeling_utils", "_init_weights"),
+        ),
+        "transformers swaps torch's process-wide register_parameter and nn.init functions while it loads a model; "
+        "loads on two threads interleave and leave every later network on the meta device, and a network built "
+        "on another thread during a load is left uninitialised.",
         "https://github.com/huggingface/transformers/issues/41782",
         hf_loading_threads.make_hf_loading_thread_safe,
         packages=("torch", "transformers"),
