@@ -44,9 +44,13 @@ $(INSTALLED): pyproject.toml Makefile
 EN_ID_PACKAGES := libreoffice-help-en-us libreoffice-help-id libreoffice-l10n-id dict-freedict-eng-ind
 EN_ID_DATA := $(addprefix .data/,$(EN_ID_PACKAGES))
 
-# Every offline source the default models are built from (a line per source below).
+# An outside test for translator-en-id, never trained on: Django's Indonesian catalogs, read
+# from its PyPI wheel (downloaded, not installed).
+DJANGO_WHEEL := .data/django
+
+# Every offline source the default models are built from or judged on (a line per source below).
 DATA := $(JANEAUSTENR) $(FASHION_MNIST) \
-	$(EN_ID_DATA)
+	$(EN_ID_DATA) $(DJANGO_WHEEL)
 
 data: $(DATA)
 
@@ -74,6 +78,11 @@ $(EN_ID_DATA): .data/%:
 	cd .data/debs && { apt-get download $* || { apt-get update -qq && apt-get download $*; }; }
 	rm -rf $@.partial
 	dpkg -x $$(ls -t .data/debs/$*_*.deb | head -1) $@.partial
+	mv $@.partial $@
+
+$(DJANGO_WHEEL): | $(INSTALLED)
+	rm -rf $@.partial
+	$(PIP) download --quiet --no-deps --only-binary :all: --dest $@.partial django==5.2.19
 	mv $@.partial $@
 
 # Only the model builds need it (the sentiment teacher), not `make test`.

@@ -4,6 +4,7 @@ held-out splits."""
 import pytest
 
 from caikit_genai.toolkit.offline_data import en_id, stable_split
+from caikit_genai.toolkit.offline_data.django_ui import django_pairs
 from caikit_genai.toolkit.offline_data.freedict import dictionary_pairs
 from caikit_genai.toolkit.offline_data.libreoffice_help import help_pairs
 from caikit_genai.toolkit.offline_data.libreoffice_ui import ui_catalogs, ui_pairs
@@ -47,3 +48,13 @@ def test_held_out_english_never_reaches_training():
     # The split is by text alone: the same sentence lands on the same side in any company.
     _, alone = stable_split(splits.help_test[:5], en_id.TEST_FRACTION, en_id.SPLIT_SALT)
     assert alone == splits.help_test[:5]
+    # The outside set (Django's messages) holds no English that training holds.
+    assert len(splits.outside_test) > 300
+    assert not {source.lower() for source, _ in splits.outside_test} & {source.lower() for source, _ in splits.train}
+
+
+def test_django_messages_are_whole_strings_without_templates():
+    pairs = dict(django_pairs())
+    assert pairs["Page not found"] == "Laman tidak ditemukan"
+    assert not any("%(" in source or "{" in source or "<" in source for source in pairs)
+    assert "Page not found" not in dict(django_pairs(exclude_sources=["page NOT  found"]))

@@ -7,6 +7,8 @@ from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 from caikit.interfaces.nlp.data_model import FinishReason
 
 from caikit_genai import AttentionInspector, Translator
+from caikit_genai.modules.translator.module import DEFAULT_NUM_BEAMS
+from caikit_genai.toolkit.metrics.translation_report import looped, translation_report
 from tiny_models import TINY_TRANSLATOR_RECIPE, toy_translation_pairs
 
 PAIRS = toy_translation_pairs()
@@ -58,9 +60,47 @@ def test_the_list_form_runs_length_sorted_batches(translator, monkeypatch):
 
 
 def test_greedy_generation_matches_translation(translator):
-    generated = translator.run_generate("the bird likes the bread")
-    assert generated.generated_text == translator.run("the bird likes the bread").translation_text
+    generated = translator.run_generate("the bird likes the bread")  # caikit-nlp's default: greedy
+    assert generated.generated_text == translator.run("the bird likes the bread", num_beams=1).translation_text
     assert generated.seed is None
+
+
+def test_translation_decodes_the_models_default_way(translator, monkeypatch, tmp_path):
+    widths = []
+    generate = translator.model.generate
+
+    def recording_generate(**kwargs):
+        widths.append(kwargs["num_beams"])
+        return generate(**kwargs)
+
+    monkeypatch.setattr(translator.model, "generate", recording_generate)
+    short, longer = "the cat", "the dog likes the water"
+    assert translator.default_num_beams == DEFAULT_NUM_BEAMS and translator.beams_up_to_tokens == 0
+    assert translator.run(short).translation_text == translator.run(short, num_beams=DEFAULT_NUM_BEAMS).translation_text
+    translator.run_list([short, longer])
+    translator.run(short, num_beams=1)
+    assert widths == [DEFAULT_NUM_BEAMS] * 3 + [1]
+    # beams_up_to_tokens: inputs past it decode greedily; the translation_* scores use it too.
+    monkeypatch.setattr(translator, "beams_up_to_tokens", len(translator.tokenizer(short)["input_ids"]))
+    widths.clear()
+    translator.run(short), translator.run(longer), translator.run(longer, num_beams=2)
+    assert widths == [DEFAULT_NUM_BEAMS, 1, 2]
+    widths.clear()
+    assert translator.translate_all([longer, short]) == [translator.run(longer).translation_text, translator.run(short).translation_text]
+    assert sorted(widths[:2]) == [1, DEFAULT_NUM_BEAMS]
+    # A model dir keeps its default decoding.
+    monkeypatch.setattr(translator, "default_num_beams", 2)
+    translator.save(str(tmp_path / "saved"))
+    loaded = Translator.load(str(tmp_path / "saved"))
+    assert (loaded.default_num_beams, loaded.beams_up_to_tokens) == (2, translator.beams_up_to_tokens)
+
+
+def test_the_translation_report_counts_loops_and_dropped_clauses():
+    assert looped("buka buka buka berkas") and looped("a b a b a b") and looped("x a b c a b c a b c")
+    assert not looped("buku-buku baru") and not looped("a b a b") and not looped("")
+    report = translation_report(["buka berkas", "simpan simpan simpan simpan"], ["buka berkas", "simpan dokumen sebagai PDF"])
+    assert report["looped"] == 0.5 and report["short"] == 0.0 and 0 < report["bleu"] < 100
+    assert translation_report(["buka"], ["buka berkas itu sekarang"])["short"] == 1.0
 
 
 def test_stream_joins_to_the_unary_text_for_the_same_seed(translator):

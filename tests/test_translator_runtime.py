@@ -188,7 +188,9 @@ def test_train_inline_then_translate_by_name(runtime, toy_encoder_dir, nlp_clien
     runtime.wait_for_model("translator-inline")
     metrics = json.loads((Path(runtime.models_dir) / "translator-inline" / "metrics.json").read_text())
     assert metrics["steps"] == 20 and {"val_bleu", "val_chrf", "val_loss"} <= set(metrics["validation"])
-    response = post_json(runtime, "/api/v1/task/translation", {"model_id": "translator-inline", "inputs": TEXT})
+    # Text generation decodes greedily by default (caikit-nlp's contract); translation asked the same.
+    body = {"model_id": "translator-inline", "inputs": TEXT, "parameters": {"num_beams": 1}}
+    response = post_json(runtime, "/api/v1/task/translation", body)
     assert response.status_code == 200, response.text
     assert nlp_client.generate_text("translator-inline", TEXT) == response.json()["translation_text"]
 

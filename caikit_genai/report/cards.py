@@ -80,10 +80,16 @@ def _char_loss(nats, bits, chars) -> str:
     return text + (f" over {chars:,} characters" if chars else "")
 
 
-def _translation(bleu, chrf, bleu_beams, chrf_beams, sentences) -> str:
-    text = f"**{bleu:.1f}** / {chrf:.1f} greedy"
+def _translation(bleu, chrf, bleu_beams, chrf_beams, sentences, bleu_default=None, chrf_default=None, looped=None, looped_default=None) -> str:
+    """The default decoding's scores in bold where the build scored it (older builds: greedy's)."""
+    text = f"**{bleu_default:.1f}** / {chrf_default:.1f} as served by default, " if bleu_default is not None else ""
+    text += f"{bleu:.1f}" if bleu_default is not None else f"**{bleu:.1f}**"
+    text += f" / {chrf:.1f} greedy"
     text += f", {bleu_beams:.1f} / {chrf_beams:.1f} with 4 beams" if bleu_beams is not None else ""
-    return text + (f" ({sentences:,} sentences)" if sentences else "")
+    text += f" ({sentences:,} sentences)" if sentences else ""
+    if looped is not None and looped_default is not None:
+        text += f"; looped {pct(looped_default)} as served, {pct(looped)} greedy"
+    return text
 
 
 def _frechet(model, floor, ceiling, samples) -> str:
@@ -125,7 +131,7 @@ def _under(prefix: str, *keys: str) -> Tuple[str, ...]:
     return tuple(f"{prefix}.{key}" for key in keys)
 
 
-TRANSLATION_SCORES = ("bleu", "chrf", "bleu_4_beams", "chrf_4_beams", "sentences")
+TRANSLATION_SCORES = ("bleu", "chrf", "bleu_4_beams", "chrf_4_beams", "sentences", "bleu_default", "chrf_default", "looped", "looped_default")
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,12 @@ FIGURES: Sequence[Figure] = (
     Figure("held_out", "loss on the test tail", ("test_loss_nats_per_char", "test_bits_per_char", "test_chars"), _char_loss),
     Figure("held_out", "LibreOffice help sentences: BLEU / chrF", _under("test.help", *TRANSLATION_SCORES), _translation),
     Figure("held_out", "LibreOffice UI strings: BLEU / chrF", _under("test.ui", *TRANSLATION_SCORES), _translation),
+    Figure(
+        "held_out",
+        "another program's strings (Django's messages, an outside set): BLEU / chrF",
+        _under("test.outside", *TRANSLATION_SCORES),
+        _translation,
+    ),
     Figure(
         "held_out",
         "Frechet distance on the quality classifier's features",

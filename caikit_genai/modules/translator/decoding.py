@@ -16,6 +16,7 @@ from ...toolkit.serving.errors import invalid_argument
 from ...toolkit.generation import GenerationParameters, choose_next_token, sampling_rng
 
 DEFAULT_MAX_NEW_TOKENS = 128
+SHORT_INPUT_WORDS = 8  # what benchmarks/translator_decoding.py scores apart as a short input
 # Where a long input is cut into sentences: after . ! ? (and a closing quote or bracket) and spaces.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
@@ -81,17 +82,38 @@ def special_ids(model, target_tokenizer) -> Tuple[int, int, int]:
 class Seq2SeqDecoding:
     """The decoding half of the Translator, kept apart from its task methods. It reads the
     Translator's model, tokenizer, target_tokenizer, has_target_tokenizer, device,
-    max_input_tokens, max_new_tokens_limit, batch_size, start_id, eos_id, pad_id, and counts
-    tokens_generated under _counter_lock."""
+    max_input_tokens, max_new_tokens_limit, batch_size, start_id, eos_id, pad_id,
+    default_num_beams, beams_up_to_tokens, and counts tokens_generated under _counter_lock."""
 
-    def translate_all(self, texts: Sequence[str], num_beams: int = 1, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> List[str]:
-        """Translations of many texts (in-process: evaluation, benchmarks), each cut to the input limit."""
+    def default_beams(self, pieces: Sequence[Piece]) -> int:
+        """The model's default decoding for these pieces: its default_num_beams when the longest
+        is within beams_up_to_tokens (or that is 0), greedy otherwise."""
+        longest = max((len(piece.input_ids) for piece in pieces), default=0)
+        if self.beams_up_to_tokens and longest > self.beams_up_to_tokens:
+            return 1
+        return self.default_num_beams
+
+    def translate_all(
+        self, texts: Sequence[str], num_beams: Optional[int] = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **decoding
+    ) -> List[str]:
+        """Translations of many texts (in-process: evaluation, benchmarks), each cut to the input
+        limit; `num_beams` None decodes each the model's default way (Translator.default_beams).
+        `decoding`: _generate_batched's length_penalty, repetition_penalty, no_repeat_ngram_size."""
         pieces = [
             Piece(index, self.tokenizer(text, truncation=True, max_length=self.max_input_tokens)["input_ids"])
             for index, text in enumerate(texts)
         ]
-        decoded = self._generate_batched(pieces, min(max_new_tokens, self.max_new_tokens_limit), num_beams)
-        return [self.detokenize(out.token_ids) for out in decoded]
+        by_beams: Dict[int, List[int]] = {}
+        for index, piece in enumerate(pieces):
+            by_beams.setdefault(num_beams or self.default_beams([piece]), []).append(index)
+        translations: List[str] = [""] * len(pieces)
+        for beams, indices in by_beams.items():
+            decoded = self._generate_batched(
+                [pieces[index] for index in indices], min(max_new_tokens, self.max_new_tokens_limit), beams, **decoding
+            )
+            for index, out in zip(indices, decoded):
+                translations[index] = self.detokenize(out.token_ids)
+        return translations
 
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return self.target_tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
@@ -167,6 +189,7 @@ class Seq2SeqDecoding:
         length_penalty: float = 1.0,
         min_new_tokens: int = 0,
         repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> List[Decoded]:
         """Greedy or beam search over all pieces, in batches of similar length (longest first)."""
         order = sorted(range(len(pieces)), key=lambda index: -len(pieces[index].input_ids))
@@ -192,6 +215,7 @@ class Seq2SeqDecoding:
                     max_new_tokens=max_new_tokens,
                     min_new_tokens=min_new_tokens or None,
                     repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
+                    no_repeat_ngram_size=no_repeat_ngram_size or None,
                     decoder_start_token_id=self.start_id,
                     eos_token_id=self.eos_id,
                     pad_token_id=self.pad_id,
