@@ -218,10 +218,9 @@ def failed_loads_stay_failed() -> None:
         evict_failed(self, model_id)
         if failure.holds():
             return failure
-        gone = not os.path.exists(failure.path)
-        if gone or not failure.unchanged():
+        if not failure.unchanged():  # changed or gone
             LOAD_FAILURES.forget(model_id)
-        if not gone:
+        if os.path.exists(failure.path):
             log.info("model %s failed to load before: loading it again (its files changed or its back-off ran out)", model_id)
         return None
 

@@ -61,13 +61,18 @@ class _InitWeightsOnThisThread:
 
 
 @contextlib.contextmanager
-def _no_init_weights_on_this_thread():
-    previous = getattr(_building_on, "skip_init", False)
-    _building_on.skip_init = True
+def _on_this_thread(attribute: str, value):
+    """Set `_building_on.<attribute>` for the block, then put back what it was (nested loads)."""
+    previous = getattr(_building_on, attribute, None)
+    setattr(_building_on, attribute, value)
     try:
         yield
     finally:
-        _building_on.skip_init = previous
+        setattr(_building_on, attribute, previous)
+
+
+def _no_init_weights_on_this_thread():
+    return _on_this_thread("skip_init", True)
 
 
 def make_hf_loading_thread_safe() -> None:
@@ -88,12 +93,8 @@ def make_hf_loading_thread_safe() -> None:
             with transformers_init_on_device(device, include_buffers=True):
                 yield
             return
-        previous = getattr(_building_on, "device", None)
-        _building_on.device = device
-        try:
+        with _on_this_thread("device", device):
             yield
-        finally:
-            _building_on.device = previous
 
     accelerate.init_on_device = init_on_device
     for name, original in modeling_utils.TORCH_INIT_FUNCTIONS.items():

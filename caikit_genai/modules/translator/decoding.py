@@ -16,7 +16,6 @@ from ...toolkit.serving.errors import invalid_argument
 from ...toolkit.generation import GenerationParameters, choose_next_token, sampling_rng
 
 DEFAULT_MAX_NEW_TOKENS = 128
-SHORT_INPUT_WORDS = 8  # what benchmarks/translator_decoding.py scores apart as a short input
 # Where a long input is cut into sentences: after . ! ? (and a closing quote or bracket) and spaces.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 

@@ -132,7 +132,7 @@ class Translator(Seq2SeqDecoding, BuildInfo, ModuleBase):
         self.max_num_beams = int(max_num_beams)
         self.batch_size = int(batch_size)
         # The translation tasks' decoding when a request names none (0: beams at any length).
-        self.default_num_beams = min(int(default_num_beams), self.max_num_beams)
+        self.default_num_beams = min(max(1, int(default_num_beams)), self.max_num_beams)
         self.beams_up_to_tokens = int(beams_up_to_tokens)
         self.metrics = metrics or {}
         self.start_id, self.eos_id, self.pad_id = special_ids(self.model, self.target_tokenizer)
