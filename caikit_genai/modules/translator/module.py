@@ -50,8 +50,8 @@ from .recipe import DEFAULT_MAX_NEW_TOKENS_LIMIT, TranslatorRecipe
 from .training import train_translator
 
 DEFAULT_MAX_NUM_BEAMS = 8
-# The translation tasks' decoding when a request names none: 4 beams scored 2.2 BLEU over greedy on
-# translator-en-id's validation split and loops less (benchmarks/translator_decoding.py, docs/models.md).
+# The translation tasks' decoding when a request names none, chosen on translator-en-id's validation
+# split with benchmarks/translator_decoding.py (its held-out scores: docs/models.md).
 DEFAULT_NUM_BEAMS = 4
 DEFAULT_BATCH_SIZE = 16
 
