@@ -7,6 +7,7 @@ import pytest
 
 from caikit_genai import SentimentClassifier
 from caikit_genai.bootstrap import SENTIMENT_RECIPE, BUILDERS, build_sentiment, build_sentiment_minilm, main, sentiment_splits
+from caikit_genai.toolkit.models.device import cpu_has_native_bf16
 from caikit_genai.toolkit.offline_data.rotten_tomatoes import rotten_tomatoes_snippets
 
 
@@ -46,6 +47,9 @@ def test_build_sentiment_then_minilm_on_a_slice_write_served_models_with_held_ou
     _assert_held_out_report(metrics, model_path)
     assert metrics["freeze_layers"] == 1 and metrics["cache_seconds"] >= 0  # the cached-lower-layers path
     assert metrics["recipe"]["learning_rate"] == SENTIMENT_RECIPE["learning_rate"]  # the rest is the recipe's
+    # The recipe's bf16 where this CPU has it natively, and its temperature fitted on the validation slice.
+    assert metrics["precision"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert metrics["calibration_temperature"] > 0 and 0 <= metrics["val_ece_calibrated"] <= 1
 
     student_path = str(tmp_path / "sentiment-minilm")
     student = build_sentiment_minilm(student_path, base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16)

@@ -8,6 +8,7 @@ from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 
 from caikit_genai import CharTextGenerator
 from caikit_genai.nets import CharRNN
+from caikit_genai.toolkit.models.device import cpu_has_native_bf16
 from conftest import TINY_CHAR_ID
 from tiny_models import TINY_CHAR_RECIPE, char_training_text
 
@@ -132,6 +133,15 @@ def test_train_from_a_text_file_or_a_directory_of_them(tmp_path):
     assert "Z" not in from_dir.vocab and "." in from_dir.vocab
     from_file = CharTextGenerator.train(str(tmp_path / "books" / "b.txt"), **recipe)
     assert from_file.vocab == "".join(sorted(set("the end.\n")))
+
+
+def test_bf16_training_where_the_cpu_has_it_still_learns():
+    model = CharTextGenerator.train([char_training_text()], **{**TINY_CHAR_RECIPE, "precision": "bf16"})
+    assert model.metrics["precision"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert model.metrics["recipe"]["precision"] == "bf16"
+    assert all(parameter.dtype == torch.float32 for parameter in model.net.parameters())
+    first, last = model.metrics["evaluations"][0]["val_loss"], model.metrics["val_loss_nats_per_char"]
+    assert last < first
 
 
 def test_a_time_budget_stops_training(tmp_path):

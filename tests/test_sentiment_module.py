@@ -2,12 +2,14 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from caikit.core.data_model import DataStream
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 from caikit_genai import SentimentClassifier
 from caikit_genai.data_model import LabeledText
+from caikit_genai.toolkit.training.temperature import rescale
 from tiny_models import sentiment_examples
 
 
@@ -111,6 +113,8 @@ def test_truncation_only_when_asked(classifier):
         (sentiment_examples(10), {"epochs": 0}, "epochs"),
         (sentiment_examples(10), {"learning_rate": -1.0}, "learning_rate"),
         (sentiment_examples(10), {"base_model": "/no/such/dir"}, "not a directory"),
+        (sentiment_examples(10), {"calibrate": True}, "calibrate fits a temperature on validation data"),
+        (sentiment_examples(10), {"precision": "fp8"}, "precision"),
     ],
 )
 def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, message):
@@ -134,3 +138,27 @@ def test_the_best_validation_epoch_is_kept(tiny_bert_dir):
     assert len(accuracies) == 4
     assert model.metrics["val_accuracy"] == max(accuracies)
     assert model.accuracy(validation) == pytest.approx(max(accuracies))
+
+
+def test_calibration_keeps_the_labels_and_lowers_the_validation_calibration_error(tiny_bert_dir):
+    """The temperature is fitted on the validation split and folded into the head: served
+    scores are the calibrated ones, the labels are the uncalibrated model's."""
+    validation = [(e["text"], e["label"]) for e in sentiment_examples(60, seed=9)]
+    common = dict(
+        validation_data=[{"text": t, "label": l} for t, l in validation],
+        base_model=tiny_bert_dir,
+        epochs=8,
+        batch_size=16,
+        learning_rate=3e-3,
+    )
+    plain = SentimentClassifier.train(sentiment_examples(160), **common)
+    calibrated = SentimentClassifier.train(sentiment_examples(160), calibrate=True, **common)
+    assert "calibration_temperature" not in plain.metrics
+    temperature = calibrated.metrics["calibration_temperature"]
+    assert temperature != 1.0
+    assert calibrated.metrics["val_ece_calibrated"] <= calibrated.metrics["val_ece"]
+    texts = [text for text, _ in validation]
+    before, after = plain.scores_of(texts), calibrated.scores_of(texts)
+    assert (before.argmax(axis=1) == after.argmax(axis=1)).all()
+    # Same weights (same seed), logits divided by the temperature.
+    assert np.allclose(after, rescale(before, temperature), atol=1e-4)

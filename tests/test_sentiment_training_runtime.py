@@ -10,6 +10,7 @@ import grpc
 import pytest
 import requests
 
+from caikit_genai.toolkit.models.device import cpu_has_native_bf16
 from tiny_models import sentiment_examples
 
 TRAIN_RPC = "TextClassificationTaskSentimentClassifierTrain"
@@ -215,11 +216,14 @@ def test_distil_a_served_model_over_http_with_frozen_layers(runtime, tiny_bert_d
         distillation_weight=0.7,
         unlabelled_texts=[example["text"] for example in sentiment_examples(40, seed=8)],
         freeze_layers=1,
+        precision="bf16",
         **TINY_RECIPE,
     )
     metrics = runtime.served_metrics(training_id, "http-distilled")
     assert metrics["teacher_model"] == os.path.join(runtime.models_dir, "tiny-sentiment")
     assert (metrics["unlabelled_examples"], metrics["freeze_layers"], metrics["distillation_weight"]) == (40, 1, 0.7)
+    # bf16 where this CPU computes it natively, else fp32; the served weights are fp32 either way.
+    assert metrics["precision"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from caikit_genai.toolkit.models.device import resolve_device
+from caikit_genai.toolkit.models.device import amp_dtype, cpu_has_native_bf16, resolve_device
 from caikit_genai.toolkit.models.model_dir import atomic_model_dir, exchange_paths
 from caikit_genai.toolkit.offline_data import stable_split
 from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
+from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 
 
 def test_a_failed_write_leaves_no_model_dir(tmp_path):
@@ -138,6 +139,64 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp32"])
+def test_training_precision_on_a_cpu(precision):
+    """bf16 is asked for, and then used only where the CPU has it natively; auto and fp32 train in fp32."""
+    inputs, targets = regression_problem()
+    model = torch.nn.Linear(4, 1)
+    seen = []
+
+    def step(net, batch):
+        prediction = net(batch[0]).squeeze(-1)
+        seen.append(prediction.dtype)
+        return torch.nn.functional.mse_loss(prediction.float(), batch[1])
+
+    def mse():
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(model(inputs).squeeze(-1), targets))
+
+    before = mse()
+    batches = ((inputs[i : i + 32], targets[i : i + 32]) for _ in range(10) for i in range(0, 256, 32))
+    run_training(model, torch.optim.SGD(model.parameters(), lr=0.05), batches, step, total_steps=80, device=torch.device("cpu"), precision=precision)
+    expected = torch.bfloat16 if precision == "bf16" and cpu_has_native_bf16() else torch.float32
+    assert set(seen) == {expected}
+    assert amp_dtype(torch.device("cpu"), precision) == (None if expected == torch.float32 else expected)
+    assert model.weight.dtype == torch.float32
+    assert mse() < before / 10
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        amp_dtype(torch.device("cpu"), "fp8")
+
+
+def test_a_fitted_temperature_undoes_overconfidence_and_folds_into_the_head(tiny_bert_dir):
+    from caikit_genai.modules.sentiment_classifier.training import load_hf_classifier
+    from caikit_genai.toolkit.metrics.classification_report import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, size=(4000, 3))
+    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    gold = np.array([rng.choice(3, p=row) for row in truth])
+    overconfident = rescale(truth, 1 / 3)  # logits three times too large
+    temperature = fit_temperature(overconfident, gold)
+    assert 2.7 < temperature < 3.3
+    calibrated = rescale(overconfident, temperature)
+    assert (calibrated.argmax(axis=1) == overconfident.argmax(axis=1)).all()
+
+    def ece(scores):
+        return expected_calibration_error(scores.max(axis=1), scores.argmax(axis=1) == gold)
+
+    assert ece(calibrated) < 0.03 < ece(overconfident)
+
+    tokenizer, model = load_hf_classifier(tiny_bert_dir, {0: "negative", 1: "positive"})
+    model.eval()
+    inputs = tokenizer(["a fine film", "a dull one"], return_tensors="pt", padding=True)
+    before = model(**inputs).logits
+    fold_temperature(model, 2.5)
+    assert torch.allclose(model(**inputs).logits, before / 2.5, atol=1e-5)
 
 
 def test_stable_split_is_deterministic_and_disjoint():

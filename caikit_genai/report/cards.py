@@ -117,6 +117,16 @@ def _frozen(layers, cache_seconds) -> str:
     return f"{layers}" + (f", their states cached once in {seconds(cache_seconds)}" if cache_seconds is not None else "")
 
 
+def _calibration(ece, calibrated_ece, temperature) -> str:
+    if temperature is None:
+        return f"{ece:.3f}"
+    return f"{ece:.3f}, then {calibrated_ece:.3f} with the softmax temperature fitted on it ({temperature:g}, folded into the head)"
+
+
+def _training_device(device, precision) -> str:
+    return device + (f", {precision} autocast" if precision and precision != "float32" else "")
+
+
 def _pairs(train_pairs, validation_pairs) -> str:
     return f"{train_pairs:,}" + (f" (validation: {validation_pairs:,})" if validation_pairs else "")
 
@@ -164,6 +174,12 @@ FIGURES: Sequence[Figure] = (
     Figure("held_out", "the quality classifier's test accuracy", ("quality_classifier.test_accuracy",), pct),
     Figure("held_out", "generated images the classifier gives the label asked for (mean over labels)", ("label_agreement_mean",), pct),
     Figure("validation", "accuracy", ("val_accuracy", "validation_examples"), lambda share, examples: _accuracy(share, examples, None)),
+    Figure(
+        "validation",
+        "expected calibration error of the kept weights",
+        ("val_ece", "val_ece_calibrated", "calibration_temperature"),
+        _calibration,
+    ),
     Figure("validation", "loss on the validation tail", ("val_loss_nats_per_char", "val_bits_per_char", "validation_chars"), _char_loss),
     Figure("validation", "BLEU / chrF, greedy, on the pairs scored", ("validation.val_bleu", "validation.val_chrf"), "{:.1f} / {:.1f}".format),
     Figure("training", "training examples", ("train_examples",), "{:,}".format),
@@ -180,7 +196,7 @@ FIGURES: Sequence[Figure] = (
     Figure("training", "images per second", ("images_per_second",), "{:,.0f}".format),
     Figure("training", "final training loss", ("final_train_loss",), "{:.2f}".format),
     Figure("training", "weights kept", ("kept_weights",), lambda kept: KEPT_WEIGHTS.get(kept, kept)),
-    Figure("training", "training device", ("device",), str),
+    Figure("training", "training device", ("device", "precision"), _training_device),
     Figure(
         "serving",
         "latency of one request, p50 / p95 (one `run` call at a time, in process)",

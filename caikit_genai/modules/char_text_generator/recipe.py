@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...nets.char_rnn import CELLS
-from ...toolkit.training.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob, precision_knob
 
 # The most characters one request may ask for, unless a model says otherwise.
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 4096
@@ -38,6 +38,7 @@ class CharRecipe(Recipe):
     eval_every: int = knob(0, "Validate every N steps (0: ten times per run).")
     seed: int = knob(42, "Seeds the initialisation, dropout and chunk offsets.")
     device: str = knob("auto", "auto (CUDA when present), cpu or cuda[:N].")
+    precision: str = precision_knob()
     max_seconds: Optional[float] = knob(None, "Optional wall-clock budget; the learning-rate schedule is paced to it.")
     max_new_tokens_limit: int = knob(
         DEFAULT_MAX_NEW_TOKENS_LIMIT, "The most characters one request may ask the trained model for.", minimum=1

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import alog
 
 from ...nets.char_rnn import CharRNN, detach_state
-from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
 from ...toolkit.training.optimizers import adamw
 from ...toolkit.training.loop import run_training, warmup_cosine_schedule
 from .recipe import CharRecipe
@@ -23,7 +23,7 @@ SAMPLE_TEMPERATURE = 0.8
 # The recipe knobs metrics.json records under "recipe".
 RECORDED_KNOBS = (
     "cell", "hidden_size", "num_layers", "embedding_dim", "dropout", "seq_length", "batch_size",
-    "learning_rate", "weight_decay", "grad_clip", "seed", "max_seconds",
+    "learning_rate", "weight_decay", "grad_clip", "seed", "max_seconds", "precision",
 )
 
 
@@ -71,6 +71,7 @@ def train_char_generator(module_class, training_data, recipe: CharRecipe):
         eval_every=recipe.eval_every or max(1, total_steps // 10),
         max_seconds=recipe.max_seconds,
         description=f"char-{recipe.cell}",
+        precision=recipe.precision,
     )
     net.eval()
     generator = module_class(net, vocab, recipe.max_new_tokens_limit, str(target))
@@ -87,6 +88,7 @@ def train_char_generator(module_class, training_data, recipe: CharRecipe):
         "train_seconds": round(report.seconds, 1),
         "stopped_by_time_budget": report.stopped_by_time_budget,
         "device": describe(target),
+        "precision": dtype_name(amp_dtype(target, recipe.precision)),
         "final_train_loss": round(report.last_loss, 4),
         "evaluations": report.evaluations,
     }

@@ -4,7 +4,7 @@ are built with (bootstrap/sentiment.py)."""
 from dataclasses import dataclass
 from typing import Optional
 
-from ...toolkit.training.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob, precision_knob
 
 
 @dataclass
@@ -27,6 +27,7 @@ class SentimentRecipe(Recipe):
     )
     seed: int = knob(42, "Seeds the shuffle, the head's initialisation and dropout.")
     device: str = knob("auto", "auto (CUDA when present), cpu or cuda[:N].")
+    precision: str = precision_knob()
     max_seconds: Optional[float] = knob(
         None,
         "Optional wall-clock budget for the whole call, counted from its start (caching, teacher scoring and "
@@ -37,6 +38,11 @@ class SentimentRecipe(Recipe):
         0,
         "0 tunes every layer; N > 0 freezes the embeddings and the lowest N encoder layers, computes their "
         "output once and trains only the layers above over it (each epoch then costs a fraction of a full one).",
+    )
+    calibrate: bool = knob(
+        False,
+        "After training, fit a softmax temperature on the validation data (Guo et al. 2017) and fold it into the "
+        "head: the labels stay, the scores say how often they are right. Needs validation data.",
     )
     teacher_model: str = knob(
         "",
@@ -57,16 +63,19 @@ class SentimentRecipe(Recipe):
     )
 
     PRESETS = {
-        # MPNet-base (the builder names it) with its lowest 6 layers frozen; chosen on the
-        # validation split, never on the test split (freeze 6 over 8: 90.0% vs 89.6%). The
-        # weights of the best evaluation on the validation split are kept.
+        # MPNet-base (the builder names it) with its lowest 4 layers frozen, trained in bf16 where
+        # the CPU has it (half the step time of fp32, so 8 layers and 3 epochs fit the budget),
+        # calibrated on the validation split. Chosen on the validation split, never on the test
+        # split; the weights of the best evaluation on it are kept.
         "sentiment": {
-            "freeze_layers": 6,
-            "epochs": 2,
+            "freeze_layers": 4,
+            "epochs": 3,
             "batch_size": 32,
             "learning_rate": 5e-5,
             "max_length": 64,
             "seed": 42,
+            "precision": "bf16",
+            "calibrate": True,
         },
         # What `make serve` builds first: the packaged MiniLM-L6 (no MPNet download), its lowest
         # 4 layers frozen, one minute of training; the full `sentiment` replaces it live.

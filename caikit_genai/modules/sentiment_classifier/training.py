@@ -1,5 +1,6 @@
 """SentimentClassifier's trainer: labelled text -> SentimentRecipe -> the toolkit loop -> a
-classifier, keeping the weights of its best validation epoch.
+classifier, keeping the weights of its best validation epoch (and, with `calibrate`, a softmax
+temperature fitted on the validation split).
 
 With `freeze_layers` the lower layers' states are computed once and each step runs only the
 layers above; with a teacher each text also carries the teacher's softened scores.
@@ -17,10 +18,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 import alog
 
-from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
 from ...toolkit.training.frozen_layers import cache_lower_states, cached_scores, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
 from ...toolkit.models.hf_models import base_model_errors, hf_source, model_input_limit, packaged_encoder_path
+from ...toolkit.metrics.classification_report import expected_calibration_error
 from ...toolkit.training.optimizers import adamw
+from ...toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 from ...toolkit.training.loop import TrainingReport, run_training, warmup_linear_schedule
 from ...toolkit.training.training_data import labeled_pairs
 from .distillation import UNLABELLED, distillation_loss, load_teacher, teacher_scores, unlabelled_list
@@ -82,6 +85,8 @@ def labelled_data(training_data, validation_data, unlabelled_texts, recipe: Sent
     label_names = sorted({label for _, label in examples})
     if len(label_names) < 2:
         raise ValueError(f"training_data needs at least 2 distinct labels, found {label_names}")
+    if recipe.calibrate and not validation:
+        raise ValueError("calibrate fits a temperature on validation data: give validation_data or a val_fraction above 0")
     unknown = sorted({label for _, label in validation} - set(label_names))
     if unknown:
         raise ValueError(f"validation labels {unknown} never occur in training_data")
@@ -121,8 +126,8 @@ class TrainingSet:
 
 
 class BestWeights:
-    """The evaluation function: validation accuracy, remembering the best weights so far
-    (fine-tuning overfits late)."""
+    """The evaluation function: validation accuracy and calibration error, remembering the best
+    weights so far (fine-tuning overfits late) and their validation scores."""
 
     def __init__(self, classifier, validation: Pairs, label_names: List[str], freeze_layers: int, states=None):
         self.classifier = classifier
@@ -132,21 +137,35 @@ class BestWeights:
         self.states = states  # the validation texts' cached lower-layer states, with frozen layers
         self.best_accuracy = -1.0
         self.weights = None
+        self.scores = None  # the best weights' validation scores
 
     def __call__(self) -> Dict[str, float]:
         model = self.classifier.model
+        was_training = model.training
+        model.eval()
         if self.states is not None:
-            accuracy = float(np.mean(cached_scores(model, self.freeze_layers, self.states).argmax(axis=1) == self.gold))
+            scores = cached_scores(model, self.freeze_layers, self.states)
         else:
-            accuracy = self.classifier.accuracy(self.validation)
+            scores = self.classifier.scores_of([text for text, _ in self.validation])
+        model.train(was_training)
+        correct = scores.argmax(axis=1) == self.gold
+        accuracy = float(np.mean(correct))
         if accuracy > self.best_accuracy:
             self.weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
-            self.best_accuracy = accuracy
-        return {"val_accuracy": accuracy}
+            self.best_accuracy, self.scores = accuracy, scores
+        return {"val_accuracy": accuracy, "val_ece": round(expected_calibration_error(scores.max(axis=1), correct), 4)}
 
     def restore(self) -> None:
         if self.weights is not None:
             self.classifier.model.load_state_dict(self.weights)
+
+    def calibrate(self) -> Dict[str, float]:
+        """Fit a temperature on the kept weights' validation scores and fold it into the head."""
+        temperature = fit_temperature(self.scores, self.gold)
+        fold_temperature(self.classifier.model, temperature)
+        scores = rescale(self.scores, temperature)
+        correct = scores.argmax(axis=1) == self.gold
+        return {"calibration_temperature": round(temperature, 3), "val_ece_calibrated": round(expected_calibration_error(scores.max(axis=1), correct), 4)}
 
 
 def train_sentiment(module_class, training_data, validation_data, unlabelled_texts, recipe: SentimentRecipe, teacher=None):
@@ -203,13 +222,15 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
         eval_every=steps_per_epoch,
         max_seconds=loop_seconds,
         description="fine-tuning",
+        precision=recipe.precision,
     )
     best.restore()
+    calibration = best.calibrate() if recipe.calibrate else {}
     model.requires_grad_(True)
     model.eval()
     if training_set.cached is not None:
         classifier.frozen_states = {"freeze_layers": recipe.freeze_layers, "states": dict(zip(data.texts, training_set.cached))}
-    classifier.metrics = _metrics(recipe, data, report, device, started, phase_seconds, trained_parameters)
+    classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, trained_parameters), **calibration}
     return classifier
 
 
@@ -235,6 +256,7 @@ def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport
         "steps": report.steps,
         "train_seconds": round(time.monotonic() - started, 1),
         "device": describe(device),
+        "precision": dtype_name(amp_dtype(device, recipe.precision)),
         "final_train_loss": round(report.last_loss, 4),
         "evaluations": report.evaluations,
         "stopped_by_time_budget": report.stopped_by_time_budget,
@@ -253,6 +275,7 @@ def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport
     if report.evaluations:
         best_evaluation = max(report.evaluations, key=lambda evaluation: evaluation["val_accuracy"])
         metrics["val_accuracy"] = best_evaluation["val_accuracy"]
+        metrics["val_ece"] = best_evaluation["val_ece"]
         metrics["kept_weights_of_step"] = best_evaluation["step"]
     return metrics
 

@@ -1,9 +1,9 @@
 """The one torch training loop every module uses.
 
 A module hands in its network, optimizer, a stream of batches and a `step_fn` that turns one
-batch into a loss; this loop owns the rest: device placement, mixed precision on CUDA, gradient
-clipping, the learning-rate schedule, periodic evaluation, a progress bar and a wall-clock
-budget. Cancellation needs no polling: the runtime trains in a subprocess and kills it.
+batch into a loss; this loop owns the rest: device placement, mixed precision (on CUDA, or
+where asked for), gradient clipping, the learning-rate schedule, periodic evaluation, a progress
+bar and a wall-clock budget. Cancellation needs no polling: the runtime trains in a subprocess and kills it.
 Launched as several ranks (torchrun, a PyTorchJob), it trains data-parallel: see distributed.py.
 
 Two networks with two optimizers (a GAN's generator and discriminator): pass `optimizer` as a
@@ -106,13 +106,14 @@ def run_training(
     eval_every: Optional[int] = None,
     max_seconds: Optional[float] = None,
     description: str = "training",
+    precision: str = "auto",
 ) -> TrainingReport:
     """Train `model` for at most `total_steps` batches (or until `max_seconds` pass).
 
     `model` holds every trained network (an nn.ModuleDict for two). With one optimizer,
     `step_fn(model, batch)` returns the loss; with a mapping of optimizers,
     `step_fn(model, batch, update)` calls `update(name, loss)` per optimizer and returns its
-    losses by name (see the module docstring). `evaluate` runs every `eval_every` steps and once
+    losses by name (see the module docstring). `precision`: see device.amp_dtype. `evaluate` runs every `eval_every` steps and once
     at the end; it must restore train mode itself if it changes it (this loop calls
     model.train() before each step anyway).
     """
@@ -123,7 +124,7 @@ def run_training(
         distributed.broadcast_parameters(model)
         batches = distributed.shard(batches)
     records = distributed.is_main_process()  # only rank 0 evaluates and shows progress
-    scaler = grad_scaler(device)
+    scaler = grad_scaler(device, precision)
     report = TrainingReport()
     started = time.monotonic()
     model.train()
@@ -140,7 +141,7 @@ def run_training(
                 break
             model.train()
             batch = move_to_device(batch, device)
-            with autocast(device):
+            with autocast(device, precision):
                 if optimizers is None:
                     losses = {"loss": step_fn(model, batch)}
                     update("loss", losses["loss"], optimizer)

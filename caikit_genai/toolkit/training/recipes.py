@@ -15,6 +15,7 @@ import inspect
 import textwrap
 from typing import Any, Callable, ClassVar, Dict, Optional, Sequence, Union, get_args, get_origin
 
+from ..models.device import PRECISIONS
 from ..serving.errors import invalid_argument
 
 
@@ -33,6 +34,17 @@ def knob(
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def precision_knob():
+    """The `precision` knob of every trainer that offers it (see toolkit/models/device.py)."""
+    return knob(
+        "auto",
+        "auto: bf16/fp16 autocast on CUDA, fp32 on a CPU; bf16: also bf16 autocast on a CPU that computes it "
+        "natively (AVX512-BF16, AMX; about half the step time), fp32 elsewhere; fp32: no autocast. The weights "
+        "stay fp32 and serving runs fp32 on a CPU.",
+        choices=PRECISIONS,
+    )
 
 
 def _default(field: dataclasses.Field):
