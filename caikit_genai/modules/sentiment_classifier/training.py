@@ -148,12 +148,11 @@ class BestWeights:
         else:
             scores = self.classifier.scores_of([text for text, _ in self.validation])
         model.train(was_training)
-        correct = scores.argmax(axis=1) == self.gold
-        accuracy = float(np.mean(correct))
+        accuracy = float(np.mean(scores.argmax(axis=1) == self.gold))
         if accuracy > self.best_accuracy:
             self.weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
             self.best_accuracy, self.scores = accuracy, scores
-        return {"val_accuracy": accuracy, "val_ece": round(expected_calibration_error(scores.max(axis=1), correct), 4)}
+        return {"val_accuracy": accuracy, "val_ece": self._ece(scores)}
 
     def restore(self) -> None:
         if self.weights is not None:
@@ -163,9 +162,10 @@ class BestWeights:
         """Fit a temperature on the kept weights' validation scores and fold it into the head."""
         temperature = fit_temperature(self.scores, self.gold)
         fold_temperature(self.classifier.model, temperature)
-        scores = rescale(self.scores, temperature)
-        correct = scores.argmax(axis=1) == self.gold
-        return {"calibration_temperature": round(temperature, 3), "val_ece_calibrated": round(expected_calibration_error(scores.max(axis=1), correct), 4)}
+        return {"calibration_temperature": round(temperature, 3), "val_ece_calibrated": self._ece(rescale(self.scores, temperature))}
+
+    def _ece(self, scores) -> float:
+        return round(expected_calibration_error(scores.max(axis=1), scores.argmax(axis=1) == self.gold), 4)
 
 
 def train_sentiment(module_class, training_data, validation_data, unlabelled_texts, recipe: SentimentRecipe, teacher=None):

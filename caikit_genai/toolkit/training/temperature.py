@@ -15,17 +15,10 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 176))
 
 def fit_temperature(scores: np.ndarray, gold: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of `gold` (label indices) under
-    softmax(log(scores) / T), for softmax `scores` (examples x labels)."""
-    log_scores = np.log(np.clip(scores, 1e-12, 1.0))
-    best, best_loss = 1.0, np.inf
-    for temperature in TEMPERATURES:
-        scaled = log_scores / temperature
-        scaled -= scaled.max(axis=1, keepdims=True)
-        log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
-        loss = -log_probs[np.arange(len(gold)), gold].mean()
-        if loss < best_loss:
-            best, best_loss = float(temperature), loss
-    return best
+    `rescale(scores, T)`, for softmax `scores` (examples x labels)."""
+    rows = np.arange(len(gold))
+    losses = [-np.log(np.clip(rescale(scores, temperature)[rows, gold], 1e-12, None)).mean() for temperature in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(losses))])
 
 
 def rescale(scores: np.ndarray, temperature: float) -> np.ndarray:
