@@ -13,6 +13,7 @@ from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, Ca
 from caikit_genai import DCGANImageGenerator
 from caikit_genai.modules.dcgan_image_generator import AveragedGenerator, read_training_images, tile
 from caikit_genai.nets import Discriminator, Generator
+from caikit_genai.toolkit.models.device import cpu_has_native_bf16
 from tiny_models import seeded
 
 CLASSES = ["circle", "square", "stripe"]
@@ -186,6 +187,20 @@ def test_training_with_hidden_layers_keeps_them_in_the_saved_generator(tmp_path)
     model.save(str(tmp_path / "hidden"))
     loaded = DCGANImageGenerator.load(str(tmp_path / "hidden"))
     assert loaded.run(2, seed=3, label="square").images[1].image_data == model.run(2, seed=3, label="square").images[1].image_data
+
+
+def test_training_in_bf16_keeps_fp32_weights_and_records_the_dtype_it_ran():
+    images, labels = dcgan_training_images(48)
+    with seeded(0):
+        model = DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "max_steps": 4, "eval_every": 2, "precision": "bf16", "ema_decay": 0.5})
+    assert model.metrics["precision"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert model.metrics["recipe"]["precision"] == "bf16"
+    assert all(parameter.dtype == torch.float32 for parameter in model.generator.parameters())
+    assert all(np.isfinite(list(model.metrics["last_losses"].values())))
+    assert np.asarray(decode(model.run(1, seed=0).images[0])).std() > 0
+    with pytest.raises(CaikitCoreException, match="precision") as refused:
+        DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "precision": "fp8"})
+    assert refused.value.status_code == CaikitCoreStatusCode.INVALID_ARGUMENT
 
 
 def test_an_averaged_generator_is_scored_beside_the_trained_one_and_the_better_kept():

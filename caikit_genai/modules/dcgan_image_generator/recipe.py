@@ -5,7 +5,7 @@ Adam 2e-4 with beta1 0.5)."""
 from dataclasses import dataclass
 from typing import Optional
 
-from ...toolkit.training.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob, precision_knob
 
 DEFAULT_MAX_IMAGES = 256
 
@@ -34,6 +34,7 @@ class DCGANRecipe(Recipe):
     conditional: Optional[bool] = knob(None, "Feed class labels to both networks (unset: when the images have labels).")
     seed: int = knob(42, "Seeds the initialisation, shuffling and noise.")
     device: str = knob("auto", "auto (CUDA when present), cpu or cuda[:N].")
+    precision: str = precision_knob()
     max_seconds: Optional[float] = knob(None, "Optional wall-clock budget.")
     eval_every: int = knob(
         0, "Evaluate (Frechet distance, sample grid, best checkpoint) every N steps (0: ten times per run)."
@@ -69,6 +70,7 @@ class DCGANRecipe(Recipe):
             "seed": 42,
             "ema_decay": 0.999,
             "conditional": True,
+            "precision": "bf16",
         },
         # What `make serve` builds first (half the width, about a minute of training); the full
         # `dcgan-fashion` replaces it live.

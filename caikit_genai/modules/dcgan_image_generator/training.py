@@ -15,7 +15,7 @@ import alog
 from ...nets.dcgan import Discriminator, Generator
 from ...nets.image_classifier import ImageClassifier
 from ...toolkit.training import distributed
-from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
 from ...toolkit.training.loop import TrainingReport, run_training
 from .evaluation import AveragedGenerator, Evaluation
 from .images import to_unit_range
@@ -71,6 +71,7 @@ def train_dcgan(
         eval_every=recipe.eval_every or max(1, total_steps // 10),
         max_seconds=recipe.max_seconds,
         description=progress_description,
+        precision=recipe.precision,
     )
     generator.load_state_dict(evaluation.best_state)
     model = module_class(generator.eval(), class_names, recipe.max_images, str(device), artifacts=evaluation.grids)
@@ -134,6 +135,7 @@ def _training_metrics(recipe, images, class_names, nets, report: TrainingReport,
             "batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate, "beta1": recipe.beta1,
             "label_smoothing": recipe.label_smoothing, "conditional": bool(class_names), "seed": recipe.seed,
             "max_seconds": recipe.max_seconds, "ema_decay": recipe.ema_decay, "hidden_features": recipe.hidden_features,
+            "precision": recipe.precision,
         },
         "class_names": class_names,
         "generator_parameters": sum(p.numel() for p in generator.parameters()),
@@ -146,6 +148,7 @@ def _training_metrics(recipe, images, class_names, nets, report: TrainingReport,
         "images_per_second": round(images_seen / max(report.seconds, 1e-9), 1),
         "stopped_by_time_budget": report.stopped_by_time_budget,
         "device": describe(device),
+        "precision": dtype_name(amp_dtype(device, recipe.precision)),
         "last_losses": {name: round(value, 4) for name, value in report.last_losses.items()},
         "quality_metric": evaluation.metric_name,
         "eval_samples": evaluation.sample_count,
