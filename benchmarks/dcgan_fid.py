@@ -13,7 +13,10 @@ reference: the first n Fashion-MNIST test images. --floor adds real training ima
 test images, --ceiling the untrained generator, both at --compare-samples images (default n),
 with the model's FID at that count too (its first images and the first test images), so the
 three figures are comparable. --record writes the figures into the model dir's metrics.json
-(`inception_fid`; the dir is rewritten atomically). About 0.1-0.2 s per image on 2 CPU cores.
+(`inception_fid`; the dir is rewritten atomically). --spread-from takes the --output files of
+earlier runs on builds of the same recipe with other seeds, and adds the spread over all of them
+(each seed's FID, mean, sample standard deviation) to this run's figures. About 0.1-0.2 s per
+image on 2 CPU cores.
 The test images' features depend on nothing a recipe changes, so they are cached (--cache-dir,
 default .data/inception-fid; --cache-dir '' turns it off): a later run reuses them, and a run on
 more images computes only the ones not yet cached, which halves the cost of rerunning at 10,000.
@@ -86,6 +89,26 @@ def reference_features(net, test_images, batch_size: int, cache_dir: str) -> np.
     return cached
 
 
+def seed_spread(results: dict, other_runs) -> dict:
+    """Each seed's FID, their mean and sample standard deviation: this run's and those of
+    `other_runs` (--output files), which must be of other seeds at the same sample count."""
+    runs = [results]
+    for path in other_runs:
+        with open(path, encoding="utf-8") as run_file:
+            runs.append(json.load(run_file))
+    if any(run.get("samples") != results["samples"] for run in runs):
+        raise SystemExit(f"--spread-from: every run must be at {results['samples']} samples")
+    seeds = [run.get("seed") for run in runs]
+    if None in seeds or len(set(seeds)) < len(seeds):
+        raise SystemExit(f"--spread-from: the runs must be of builds with distinct recorded seeds, got {seeds}")
+    fids = np.array([run["fid_model"] for run in runs])
+    return {
+        "seeds": [{"seed": seed, "fid_model": run["fid_model"]} for seed, run in zip(seeds, runs)],
+        "fid_mean": round(float(fids.mean()), 2),
+        "fid_std": round(float(fids.std(ddof=1)), 2),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", default="models/dcgan-fashion")
@@ -96,6 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compare-samples", type=int, default=0, help="images for the floor and ceiling, and a model figure at that count too (default: --samples)")
     parser.add_argument("--output", help="write the figures to this JSON file")
     parser.add_argument("--record", action="store_true", help="write the figures into the model dir's metrics.json")
+    parser.add_argument("--spread-from", nargs="+", default=[], metavar="JSON", help="--output files of runs on other seeds' builds: add the spread over seeds")
     parser.add_argument("--cache-dir", default=os.path.join(".data", "inception-fid"), help="cache of the test images' features ('' for none)")
     args = parser.parse_args(argv)
     net = inception()
@@ -105,15 +129,18 @@ def main(argv=None) -> int:
     compare = min(args.compare_samples or count, count)
     started = time.monotonic()
     reference = reference_features(net, test_images, args.batch_size, args.cache_dir)
-    results = {"samples": count, "resize": f"bilinear to {RESIZE}x{RESIZE}, gray repeated to RGB", "reference": f"first {count} test images"}
+    results = {
+        "samples": count, "resize": f"bilinear to {RESIZE}x{RESIZE}, gray repeated to RGB", "reference": f"first {count} test images",
+        "seed": model.metrics.get("recipe", {}).get("seed"),
+    }
     generated, _ = generate_per_class(model, count)
     generated_features = inception_features(net, generated, args.batch_size, "generated")
     results["fid_model"] = round(frechet_distance_of(generated_features, reference), 3)
     print(f"Inception FID, {count} generated vs {count} test images: {results['fid_model']}", flush=True)
     if args.floor or args.ceiling or compare < count:
         results["compare_samples"] = compare
-        results[f"fid_model_at_{compare}"] = round(frechet_distance_of(generated_features[:compare], reference[:compare]), 3)
-        print(f"at {compare} vs {compare}: model {results[f'fid_model_at_{compare}']}", flush=True)
+        results["fid_model_at_compare_samples"] = round(frechet_distance_of(generated_features[:compare], reference[:compare]), 3)
+        print(f"at {compare} vs {compare}: model {results['fid_model_at_compare_samples']}", flush=True)
     if args.floor:
         train_images, _ = fashion_mnist("train", compare)
         real = to_unit_range(torch.from_numpy(train_images).permute(0, 3, 1, 2))
@@ -124,6 +151,9 @@ def main(argv=None) -> int:
         noise, _ = generate_per_class(untrained, compare)
         results["fid_ceiling_untrained_generator"] = round(frechet_distance_of(inception_features(net, noise, args.batch_size, "untrained"), reference[:compare]), 3)
         print(f"ceiling, the untrained generator, {compare} vs {compare}: {results['fid_ceiling_untrained_generator']}", flush=True)
+    if args.spread_from:
+        results.update(seed_spread(results, args.spread_from))
+        print(f"over seeds {[run['seed'] for run in results['seeds']]}: {results['fid_mean']} +- {results['fid_std']} (mean +- sample std)", flush=True)
     results["seconds"] = round(time.monotonic() - started, 1)
     print("Lucic et al. 2018, best non-saturating GAN on Fashion-MNIST: 26.5 +- 1.6 (10k vs 10k test)")
     if args.output:

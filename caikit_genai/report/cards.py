@@ -97,6 +97,19 @@ def _frechet(model, floor, ceiling, samples) -> str:
     return text + (f"; {samples:,} images each against as many test images" if samples else "")
 
 
+def _inception_fid(model, samples, mean, spread, seeds) -> str:
+    text = f"**{model:.1f}**, {samples:,} generated vs {samples:,} test images"
+    if seeds:
+        each = ", ".join(f"{run['fid_model']:.1f} (seed {run['seed']})" for run in seeds)
+        text += f"; over {len(seeds)} seeds {mean:.1f} +- {spread:.1f} (mean +- sample std): {each}"
+    return text
+
+
+def _inception_bounds(floor, ceiling, model, samples) -> str:
+    named = (("floor (real training images)", floor), ("ceiling (the untrained generator)", ceiling), ("this model", model))
+    return ", ".join(f"{name} {value:.1f}" for name, value in named if value is not None) + f"; {samples:,} vs {samples:,} test images"
+
+
 def _run(steps, epochs_seen, epochs, train_seconds, stopped_by_time_budget) -> str:
     text = f"{steps:,} steps"
     if epochs_seen is not None or epochs is not None:
@@ -170,6 +183,18 @@ FIGURES: Sequence[Figure] = (
         "Frechet distance on the quality classifier's features",
         _under("frechet_distance", "model", "floor_real_train_vs_test", "ceiling_untrained_generator", "samples"),
         _frechet,
+    ),
+    Figure(
+        "held_out",
+        "Inception FID (Lucic et al. 2018's measure, benchmarks/dcgan_fid.py)",
+        _under("inception_fid", "fid_model", "samples", "fid_mean", "fid_std", "seeds"),
+        _inception_fid,
+    ),
+    Figure(
+        "held_out",
+        "Inception FID's floor and ceiling (at fewer images, where FID reads higher)",
+        _under("inception_fid", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator", "fid_model_at_compare_samples", "compare_samples"),
+        _inception_bounds,
     ),
     Figure("held_out", "the quality classifier's test accuracy", ("quality_classifier.test_accuracy",), pct),
     Figure("held_out", "generated images the classifier gives the label asked for (mean over labels)", ("label_agreement_mean",), pct),
