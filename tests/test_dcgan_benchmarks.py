@@ -66,7 +66,7 @@ def test_fid_benchmark_records_comparable_floor_and_ceiling_in_the_model_dir(tmp
     assert recorded["fid_std"] == round(abs(recorded["fid_model"] - other["fid_model"]) / 2**0.5, 2)
     card = render_card({"model": "tiny-dcgan", "built": "now", "machine": "here", "source": "this test", "metrics": card_subset(json.loads((model_dir / "metrics.json").read_text()))})
     assert f"over 2 seeds {recorded['fid_mean']:.1f} +- {recorded['fid_std']:.1f}" in card
-    assert f"floor (real training images) {recorded['fid_floor_real_train_vs_test']:.1f}" in card
+    assert f"this model {recorded['fid_model_at_compare_samples']:.1f}, floor (real training images) {recorded['fid_floor_real_train_vs_test']:.1f}" in card
     # The same seed twice is not a spread.
     with pytest.raises(SystemExit, match="distinct recorded seeds"):
         dcgan_fid.main(["--model-dir", str(other_seed_dir), *common, "--spread-from", str(tmp_path / "seed6.json")])

@@ -105,8 +105,8 @@ def _inception_fid(model, samples, mean, spread, seeds) -> str:
     return text
 
 
-def _inception_bounds(floor, ceiling, model, samples) -> str:
-    named = (("floor (real training images)", floor), ("ceiling (the untrained generator)", ceiling), ("this model", model))
+def _inception_bounds(model, samples, floor, ceiling) -> str:
+    named = (("this model", model), ("floor (real training images)", floor), ("ceiling (the untrained generator)", ceiling))
     return ", ".join(f"{name} {value:.1f}" for name, value in named if value is not None) + f"; {samples:,} vs {samples:,} test images"
 
 
@@ -192,8 +192,8 @@ FIGURES: Sequence[Figure] = (
     ),
     Figure(
         "held_out",
-        "Inception FID's floor and ceiling (at fewer images, where FID reads higher)",
-        _under("inception_fid", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator", "fid_model_at_compare_samples", "compare_samples"),
+        "Inception FID at fewer images (where FID reads higher), with its floor and ceiling when measured",
+        _under("inception_fid", "fid_model_at_compare_samples", "compare_samples", "fid_floor_real_train_vs_test", "fid_ceiling_untrained_generator"),
         _inception_bounds,
     ),
     Figure("held_out", "the quality classifier's test accuracy", ("quality_classifier.test_accuracy",), pct),
