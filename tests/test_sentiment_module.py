@@ -1,15 +1,19 @@
 """SentimentClassifier in-process: training, batching, save/load, bootstrap and bad input."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
+import torch
+from transformers import AutoConfig
 
 from caikit.core.data_model import DataStream
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
 from caikit_genai import SentimentClassifier
 from caikit_genai.data_model import LabeledText
 from caikit_genai.toolkit.training.temperature import rescale
+from conftest import REPO_ROOT
 from tiny_models import sentiment_examples
 
 
@@ -75,6 +79,43 @@ def test_bootstrap_wraps_a_saved_hf_classifier(classifier, tmp_path):
     )
 
 
+def test_a_mean_pooled_head_learns_reads_the_unpadded_mean_and_round_trips(tiny_bert_dir, tmp_path):
+    """pooling=mean: the head reads the masked mean of the token states; the saved dir is the
+    encoder (AutoModel loads it) plus the head's weights, and loads back to the same scores."""
+    model = SentimentClassifier.train(
+        sentiment_examples(200), base_model=tiny_bert_dir, pooling="mean",
+        epochs=6, batch_size=16, learning_rate=3e-3, val_fraction=0.2, calibrate=True,
+    )
+    assert type(model.model).__name__ == "MeanPooledClassifier"
+    assert model.metrics["val_accuracy"] >= 0.9
+    # Padding changes nothing: a short text scores the same alone and beside a long one.
+    alone = model.scores_of(["a good film"])
+    model.frozen_states = None
+    beside = model.run_batch(["a good film", "a dull and tedious and stale and boring mess of a film"])
+    assert beside[0].results[0].score == pytest.approx(float(alone.max()), abs=1e-5)
+    # The logits are the head over the masked mean of the encoder's last states.
+    ids = model.tokenizer(["a lovely superb story"])["input_ids"]
+    with torch.no_grad():
+        states = model.model.encoder(input_ids=torch.tensor(ids)).last_hidden_state
+        expected = torch.softmax(model.model.classifier(states.mean(dim=1)), dim=-1).numpy()
+    assert np.allclose(model.scores_of(["a lovely superb story"]), expected, atol=1e-5)
+
+    model.save(str(tmp_path / "mean"))
+    hf_dir = tmp_path / "mean" / "hf_model"
+    assert (hf_dir / "pooled_classifier.safetensors").exists()
+    assert AutoConfig.from_pretrained(str(hf_dir)).classifier_pooling == "mean"
+    loaded = SentimentClassifier.load(str(tmp_path / "mean"))
+    texts = ["a good film", "a dull mess", "the plot"]
+    assert np.array_equal(loaded.scores_of(texts), model.scores_of(texts))
+    # The serving benchmark's floor (no pipeline loads this head) scores it the same, padded or not.
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    from serving import plain_classifier  # pylint: disable=import-outside-toplevel
+
+    classify = plain_classifier(str(hf_dir))
+    assert np.allclose(classify(texts, batch_size=3), model.scores_of(texts), atol=1e-5)
+    assert np.allclose(classify(texts[0]), model.scores_of(texts[:1]), atol=1e-5)
+
+
 def test_bootstrap_of_a_bare_encoder_names_its_labels(tiny_bert_dir):
     wrapped = SentimentClassifier.bootstrap(tiny_bert_dir, labels=["bad", "good"])
     assert sorted(r.label for r in wrapped.run("film").results) == ["bad", "good"]
@@ -115,6 +156,7 @@ def test_truncation_only_when_asked(classifier):
         (sentiment_examples(10), {"base_model": "/no/such/dir"}, "not a directory"),
         (sentiment_examples(10), {"calibrate": True}, "calibrate fits a temperature on validation data"),
         (sentiment_examples(10), {"precision": "fp8"}, "precision"),
+        (sentiment_examples(10), {"pooling": "max"}, "pooling must be one of ['cls', 'mean']"),
     ],
 )
 def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, message):

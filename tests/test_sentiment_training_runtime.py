@@ -55,6 +55,7 @@ def wait_for_training_over_grpc(runtime, training_id, timeout=180.0) -> str:
 
 @pytest.mark.slow
 def test_train_over_grpc_then_serve_by_name(runtime, tiny_bert_dir):
+    """A recipe knob (pooling) travels in the gRPC message; the runtime loads what was saved."""
     examples = [runtime.message("LabeledText", **example) for example in sentiment_examples(160)]
     parameters = runtime.message(
         "TextClassificationTaskSentimentClassifierTrainParameters",
@@ -63,6 +64,7 @@ def test_train_over_grpc_then_serve_by_name(runtime, tiny_bert_dir):
             jsondata=runtime.message("DataStreamSourceLabeledTextJsonData", data=examples),
         ),
         base_model=tiny_bert_dir,
+        pooling="mean",
         **TINY_RECIPE,
     )
     request = runtime.message(

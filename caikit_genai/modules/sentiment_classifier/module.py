@@ -2,8 +2,10 @@
 
 Implements caikit's own `TextClassificationTask`, so the RPC (`TextClassificationTaskPredict`),
 the HTTP route (`/api/v1/task/text-classification`) and the messages are caikit-nlp's. The
-model dir holds a plain Hugging Face checkpoint (`hf_model/`), so it also loads in
-`transformers.pipeline("text-classification", ...)` untouched. Training lives in training.py,
+model dir holds a Hugging Face checkpoint (`hf_model/`): with the default head (on the first
+token) it loads in `transformers.pipeline("text-classification", ...)` untouched; a mean-pooled
+head (`pooling: mean`, nets/pooled_classifier.py) is the encoder, which `AutoModel` loads, plus
+the head's weights. Training lives in training.py,
 its parameters in recipe.py.
 """
 
@@ -11,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from caikit.core import ModuleBase, ModuleConfig, module
 from caikit.core.data_model import DataStream
@@ -30,7 +32,7 @@ from ...toolkit.training.recipes import recipe_train
 from ...toolkit.serving.thread_safe import ThreadSafeTokenizer
 from .distillation import teacher_name
 from .recipe import SentimentRecipe
-from .training import load_hf_classifier, train_sentiment
+from .training import load_hf_classifier, load_saved_classifier, train_sentiment
 
 log = alog.use_channel("SENTIMENT")
 
@@ -197,7 +199,7 @@ class SentimentClassifier(BuildInfo, ModuleBase):
         config = ModuleConfig.load(model_path)
         hf_dir, _ = hf_model_dir_paths(config)
         tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
+        model = load_saved_classifier(hf_dir)
         max_input_tokens = int(config.get("max_input_tokens", model_input_limit(tokenizer, model)))
         return cls(tokenizer, model, max_input_tokens, "auto", read_metrics(config.model_path, config), model_id_of(config.model_path))
 

@@ -4,6 +4,7 @@ are built with (bootstrap/sentiment.py)."""
 from dataclasses import dataclass
 from typing import Optional
 
+from ...nets.pooled_classifier import POOLINGS
 from ...toolkit.training.recipes import Recipe, knob, precision_knob
 
 
@@ -61,6 +62,13 @@ class SentimentRecipe(Recipe):
         minimum=0.0,
         maximum=1.0,
     )
+    # Last, so the train message's earlier field numbers stay as they were.
+    pooling: str = knob(
+        "cls",
+        "What the head reads: cls (the first token's state, Hugging Face's classifiers; the saved dir loads in "
+        "transformers.pipeline) or mean (the mean of the token states, how sentence encoders such as MPNet and "
+        "MiniLM were trained; the saved dir needs SentimentClassifier.load).",
+    )
 
     PRESETS = {
         # MPNet-base (the builder names it) with its lowest 4 layers frozen, trained in bf16 where
@@ -104,6 +112,8 @@ class SentimentRecipe(Recipe):
         """The ranges whose messages say what a value means (ValueError, as train always raised)."""
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         if self.freeze_layers < 0:
             raise ValueError(f"freeze_layers must be 0 (tune every layer) or a positive layer count, got {self.freeze_layers!r}")
         if not self.temperature > 0:

@@ -14,10 +14,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 import alog
 
+from ...nets.pooled_classifier import MeanPooledClassifier, saved_pooling
 from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
 from ...toolkit.training.frozen_layers import cache_lower_states, cached_scores, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
 from ...toolkit.models.hf_models import base_model_errors, hf_source, model_input_limit, packaged_encoder_path
@@ -34,23 +35,41 @@ log = alog.use_channel("SENTIMENT")
 Pairs = List[Tuple[str, str]]
 
 
-def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = None):
+def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = None, pooling: str = "cls"):
     """Load a tokenizer and sequence classifier from a local dir, or a hub id for users with a hub.
 
     With `id2label`, the classification head is sized for those labels (a fresh head when the
-    checkpoint is a bare encoder or has other labels).
+    checkpoint is a bare encoder or has other labels). `pooling="mean"` puts the head on the mean
+    of the token states (nets/pooled_classifier.py); a saved mean-pooled classifier stays one.
     """
     source = hf_source(base_model or packaged_encoder_path())
     base_model, options = source.path, source.options
     with base_model_errors(base_model):
         tokenizer = AutoTokenizer.from_pretrained(base_model, **options)
-        if id2label is None:
+        config = AutoConfig.from_pretrained(base_model, **options)
+        if saved_pooling(config) == "mean" and (id2label is None or _same_labels(config, id2label)):
+            return tokenizer, MeanPooledClassifier.from_pretrained(base_model, **options)
+        if id2label is None and pooling == "cls":
             return tokenizer, AutoModelForSequenceClassification.from_pretrained(base_model, **options)
-        label2id = {label: index for index, label in id2label.items()}
-        config = AutoConfig.from_pretrained(base_model, num_labels=len(id2label), id2label=id2label, label2id=label2id, **options)
+        if id2label is not None:
+            label2id = {label: index for index, label in id2label.items()}
+            config.update({"num_labels": len(id2label), "id2label": id2label, "label2id": label2id})
+        if pooling == "mean" or saved_pooling(config) == "mean":
+            return tokenizer, MeanPooledClassifier(AutoModel.from_pretrained(base_model, config=config, **options))
         return tokenizer, AutoModelForSequenceClassification.from_pretrained(
             base_model, config=config, ignore_mismatched_sizes=True, **options
         )
+
+
+def load_saved_classifier(hf_dir: str):
+    """A model dir's classifier: HF's own, or ours on the mean of the token states."""
+    if saved_pooling(AutoConfig.from_pretrained(hf_dir, local_files_only=True)) == "mean":
+        return MeanPooledClassifier.from_pretrained(hf_dir, local_files_only=True)
+    return AutoModelForSequenceClassification.from_pretrained(hf_dir, local_files_only=True)
+
+
+def _same_labels(config, id2label: Dict[int, str]) -> bool:
+    return {int(index): label for index, label in config.id2label.items()} == dict(id2label)
 
 
 @dataclass
@@ -175,7 +194,7 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
     rng = random.Random(recipe.seed)
     data = labelled_data(training_data, validation_data, unlabelled_texts, recipe, rng)
     torch.manual_seed(recipe.seed)
-    tokenizer, model = load_hf_classifier(recipe.base_model, dict(enumerate(data.label_names)))
+    tokenizer, model = load_hf_classifier(recipe.base_model, dict(enumerate(data.label_names)), recipe.pooling)
     max_length = min(recipe.max_length, model_input_limit(tokenizer, model))
     device = resolve_device(recipe.device)
     model.to(device)
