@@ -8,6 +8,8 @@ import pytest
 import requests
 from caikit_nlp_client import GrpcClient
 
+from caikit_genai.bootstrap.char_austen import CHAR_AUSTEN_RECIPE
+
 from tiny_models import TINY_CHAR_LINES, TINY_CHAR_RECIPE, char_training_text
 
 TRAIN_RPC = "TextGenerationTaskCharTextGeneratorTrain"
@@ -68,14 +70,14 @@ def test_too_little_text_errors_with_a_reason_and_no_model(runtime):
 
 def test_a_preset_trains_as_the_default_was_built_and_knobs_sent_override_it(runtime):
     """`preset` is a train parameter of every module: the recipe starts from the default model's
-    (char-austen: a 17-minute budget, seed 42), and what the request sends wins (a tiny net)."""
+    (char-austen: its time budget, seed 42), and what the request sends wins (a tiny net)."""
     tiny = {**TINY_CHAR_RECIPE, "max_steps": 10, "val_fraction": 0.1}
     del tiny["seed"]
     training_id = start_training(
         runtime, "char-from-preset", {"data_stream": {"data": [char_training_text()]}}, preset="char-austen", **tiny
     )
     recipe = runtime.served_metrics(training_id, "char-from-preset")["recipe"]
-    assert recipe["max_seconds"] == 17 * 60 and recipe["seed"] == 42  # the preset's
+    assert recipe["max_seconds"] == CHAR_AUSTEN_RECIPE["max_seconds"] and recipe["seed"] == 42  # the preset's
     assert recipe["hidden_size"] == TINY_CHAR_RECIPE["hidden_size"] and recipe["num_layers"] == 1  # sent
     unknown = start_training(runtime, "char-bad-preset", {"data_stream": {"data": [char_training_text()]}}, preset="nope")
     status = runtime.wait_for_training(unknown)
