@@ -239,3 +239,25 @@ def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_
         Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=layer_count, **recipe)
     with pytest.raises(ValueError, match="tuned_encoder_layers must be 0 or more"):
         Translator.train(PAIRS, encoder_model=toy_encoder_dir, tuned_encoder_layers=-1, **recipe)
+
+
+def test_training_in_bf16_keeps_fp32_weights_and_records_the_dtype_it_ran(toy_encoder_dir):
+    """precision=bf16 autocasts the steps where the device computes bf16 natively (CUDA, or a CPU
+    with AVX512-BF16/AMX); the weights stay fp32 and metrics.json says which dtype ran."""
+    import math
+
+    import torch
+
+    from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
+
+    from caikit_genai.toolkit.models.device import amp_dtype, dtype_name, resolve_device
+
+    recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 4, "eval_every": 0, "max_seconds": None}
+    model = Translator.train(PAIRS, encoder_model=toy_encoder_dir, precision="bf16", **recipe)
+    assert model.metrics["recipe"]["precision"] == "bf16"
+    assert model.metrics["precision"] == dtype_name(amp_dtype(resolve_device("auto"), "bf16"))
+    assert all(parameter.dtype == torch.float32 for parameter in model.model.parameters())
+    assert math.isfinite(model.metrics["final_train_loss"])
+    assert model.translate_all(["the cat"])[0]
+    with pytest.raises((ValueError, CaikitCoreException), match="precision"):
+        Translator.train(PAIRS, encoder_model=toy_encoder_dir, precision="fp8", **recipe)

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional
 
-from ...toolkit.training.recipes import Recipe, knob
+from ...toolkit.training.recipes import Recipe, knob, precision_knob
 
 # The most target tokens one request may ask for, unless a model says otherwise.
 DEFAULT_MAX_NEW_TOKENS_LIMIT = 512
@@ -53,6 +53,7 @@ class TranslatorRecipe(Recipe):
     max_new_tokens_limit: int = knob(
         DEFAULT_MAX_NEW_TOKENS_LIMIT, "The most target tokens one request may ask the trained model for.", minimum=1
     )
+    precision: str = precision_knob()
 
     PRESETS: ClassVar[Dict[str, Dict[str, Any]]] = {
         # English -> Indonesian (bootstrap/translator.py): MiniLM-L6 frozen below its top two

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import alog
 
-from ...toolkit.models.device import describe, resolve_device
+from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
 from ...toolkit.training.frozen_layers import encoder_layers, lower_states, upper_output
 from ...toolkit.offline_data import stable_split
 from ...toolkit.training.optimizers import adamw
@@ -74,12 +74,14 @@ def train_translator(module_class, training_data, validation_data, recipe: Trans
         eval_every=recipe.eval_every or max(1, total_steps // 5),
         max_seconds=recipe.max_seconds,
         description="translator",
+        precision=recipe.precision,
     )
     model.eval()
     model.requires_grad_(False)
     translator.metrics = {
         "recipe": {**recipe_metrics(recipe), "encoder_learning_rate": encoder_rate},
         **run_metrics(model, optimizer, report, len(batches), train_device),
+        "precision": dtype_name(amp_dtype(train_device, recipe.precision)),
         "train_pairs": len(pairs),
         "validation_pairs": len(validation),
     }
@@ -308,6 +310,7 @@ def recipe_metrics(recipe: TranslatorRecipe) -> dict:
         "grad_clip": recipe.grad_clip,
         "seed": recipe.seed,
         "max_seconds": recipe.max_seconds,
+        "precision": recipe.precision,
     }
 
 
