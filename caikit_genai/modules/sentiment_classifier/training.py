@@ -47,14 +47,13 @@ def load_hf_classifier(base_model: str, id2label: Optional[Dict[int, str]] = Non
     with base_model_errors(base_model):
         tokenizer = AutoTokenizer.from_pretrained(base_model, **options)
         config = AutoConfig.from_pretrained(base_model, **options)
-        if saved_pooling(config) == "mean" and (id2label is None or _same_labels(config, id2label)):
+        saved_mean = saved_pooling(config) == "mean"
+        if saved_mean and (id2label is None or _same_labels(config, id2label)):
             return tokenizer, MeanPooledClassifier.from_pretrained(base_model, **options)
-        if id2label is None and pooling == "cls":
-            return tokenizer, AutoModelForSequenceClassification.from_pretrained(base_model, **options)
         if id2label is not None:
             label2id = {label: index for index, label in id2label.items()}
             config.update({"num_labels": len(id2label), "id2label": id2label, "label2id": label2id})
-        if pooling == "mean" or saved_pooling(config) == "mean":
+        if saved_mean or pooling == "mean":
             return tokenizer, MeanPooledClassifier(AutoModel.from_pretrained(base_model, config=config, **options))
         return tokenizer, AutoModelForSequenceClassification.from_pretrained(
             base_model, config=config, ignore_mismatched_sizes=True, **options
