@@ -10,6 +10,7 @@ import torch
 from caikit_genai.toolkit.models.device import amp_dtype, cpu_has_native_bf16, resolve_device
 from caikit_genai.toolkit.models.model_dir import atomic_model_dir, exchange_paths
 from caikit_genai.toolkit.offline_data import stable_split
+from caikit_genai.toolkit.training.frozen_layers import freeze_lower_layers, lower_states, pad_token_ids, upper_logits
 from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
 from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 
@@ -197,6 +198,32 @@ def test_a_fitted_temperature_undoes_overconfidence_and_folds_into_the_head(tiny
     before = model(**inputs).logits
     fold_temperature(model, 2.5)
     assert torch.allclose(model(**inputs).logits, before / 2.5, atol=1e-5)
+
+
+def test_training_over_cached_lower_states_leaves_what_the_frozen_layers_compute_unchanged():
+    """MPNet's layers share one relative position bias. Training the top layers must not move it,
+    or serving (every layer, from the tokens) would no longer give the states the top layers
+    learnt from: the cache and the served model would disagree."""
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=60, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, num_labels=2)
+    model = MPNetForSequenceClassification(config)
+    freeze_lower_layers(model, 1)
+    encoded = [[0, *torch.randint(5, 60, (length,)).tolist(), 2] for length in (3, 9, 14, 6)]
+    input_ids, attention_mask = pad_token_ids(encoded, config.pad_token_id)
+    cached = lower_states(model, 1, input_ids, attention_mask)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(5):
+        loss = upper_logits(model, 1, cached, attention_mask).logsumexp(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.testing.assert_close(lower_states(model, 1, input_ids, attention_mask), cached, atol=0, rtol=0)
+    model.eval()
+    with torch.no_grad():
+        served = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        torch.testing.assert_close(served, upper_logits(model, 1, cached, attention_mask))
 
 
 def test_stable_split_is_deterministic_and_disjoint():

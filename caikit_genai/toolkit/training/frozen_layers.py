@@ -35,12 +35,19 @@ def encoder_layers(model: torch.nn.Module) -> Tuple[torch.nn.Module, torch.nn.Mo
 
 
 def freeze_lower_layers(model: torch.nn.Module, count: int) -> None:
-    """Stop gradients into the embeddings and the lowest `count` layers."""
+    """Stop gradients into everything the lowest `count` layers compute with: the embeddings,
+    those layers, and what the encoder shares across its layers (MPNet's relative position
+    bias). Trained, a shared part would change what the frozen layers give at serving time, no
+    longer the states the top layers were trained on."""
     base, layers = encoder_layers(model)
     if not 0 < count < len(layers):
         raise ValueError(f"freeze_layers must be between 1 and {len(layers) - 1} for this model, got {count}")
     for frozen in (base.embeddings, *layers[:count]):
         frozen.requires_grad_(False)
+    in_layers = {id(parameter) for parameter in layers.parameters()}
+    for parameter in base.encoder.parameters():
+        if id(parameter) not in in_layers:
+            parameter.requires_grad_(False)
 
 
 @contextlib.contextmanager
