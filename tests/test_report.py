@@ -5,6 +5,7 @@ a card through the bootstrap's own hook."""
 import functools
 import json
 import os
+import re
 
 from caikit_genai.bootstrap import BUILDERS, QUICK_BUILDERS, build_sentiment, main as bootstrap_main
 from caikit_genai.report import main, read_records, record_build, render_card
@@ -25,7 +26,10 @@ def test_models_page_is_what_the_records_render():
 def test_check_names_the_page_and_the_command_when_they_differ(tmp_path, capsys):
     stale, readme = tmp_path / "models.md", tmp_path / "README.md"
     with open(PAGE, encoding="utf-8") as page:
-        stale.write_text(page.read().replace("**89.0%**", "**88.0%**"))
+        rendered = page.read()
+    stale_page = re.sub(r"\*\*\d+\.\d%\*\*", "**0.1%**", rendered, count=1)  # a figure gone stale
+    assert stale_page != rendered
+    stale.write_text(stale_page)
     with open(README, encoding="utf-8") as page:
         readme.write_text(page.read().replace("| `make serve`, `make models` |", "| `make models-force` |", 1))
     arguments = ["--records-dir", RECORDS, "--output", str(stale), "--readme", str(readme)]
