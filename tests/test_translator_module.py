@@ -1,13 +1,17 @@
 """Translator in-process: a tiny encoder-decoder trained on the toy pairs (see tiny_models.py)."""
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 from caikit.interfaces.nlp.data_model import FinishReason
 
 from caikit_genai import AttentionInspector, Translator
 from caikit_genai.modules.translator.module import DEFAULT_NUM_BEAMS
+from caikit_genai.toolkit.models.device import amp_dtype, dtype_name, resolve_device
 from caikit_genai.toolkit.metrics.translation_report import looped, translation_report
 from tiny_models import TINY_TRANSLATOR_RECIPE, toy_translation_pairs
 
@@ -215,8 +219,6 @@ def test_the_speed_benchmark_runs(tiny_translator_dir, capsys):
 
 
 def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_path):
-    import torch
-
     from caikit_genai.toolkit.training.frozen_layers import encoder_layers
 
     recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 4, "eval_every": 0, "max_seconds": None}
@@ -244,14 +246,6 @@ def test_tuned_top_encoder_layers_train_over_cached_states(toy_encoder_dir, tmp_
 def test_training_in_bf16_keeps_fp32_weights_and_records_the_dtype_it_ran(toy_encoder_dir):
     """precision=bf16 autocasts the steps where the device computes bf16 natively (CUDA, or a CPU
     with AVX512-BF16/AMX); the weights stay fp32 and metrics.json says which dtype ran."""
-    import math
-
-    import torch
-
-    from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
-
-    from caikit_genai.toolkit.models.device import amp_dtype, dtype_name, resolve_device
-
     recipe = {**TINY_TRANSLATOR_RECIPE, "max_steps": 4, "eval_every": 0, "max_seconds": None}
     model = Translator.train(PAIRS, encoder_model=toy_encoder_dir, precision="bf16", **recipe)
     assert model.metrics["recipe"]["precision"] == "bf16"
