@@ -14,6 +14,7 @@ from caikit_genai import SentimentClassifier
 from caikit_genai.data_model import LabeledText
 from caikit_genai.toolkit.training.temperature import rescale
 from conftest import REPO_ROOT
+from hammer import failures, hammer
 from tiny_models import sentiment_examples
 
 
@@ -107,6 +108,15 @@ def test_a_mean_pooled_head_learns_reads_the_unpadded_mean_and_round_trips(tiny_
     loaded = SentimentClassifier.load(str(tmp_path / "mean"))
     texts = ["a good film", "a dull mess", "the plot"]
     assert np.array_equal(loaded.scores_of(texts), model.scores_of(texts))
+    # Served means concurrent: many request threads at once get what a lone call gets.
+    def answer(text):
+        best = loaded.run(text).results[0]
+        return best.label, round(best.score, 4)
+
+    alone_answers = [answer(text) for text in texts]
+    results = hammer(lambda index: answer(texts[index % 3]), requests=48, threads=12)
+    assert not failures(results), failures(results)
+    assert results == [alone_answers[index % 3] for index in range(48)]
     # The serving benchmark's floor (no pipeline loads this head) scores it the same, padded or not.
     sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
     from serving import plain_classifier  # pylint: disable=import-outside-toplevel
