@@ -155,6 +155,24 @@ def test_truncation_only_when_asked(classifier):
     assert classifier.run(long_text, truncate_input_tokens=10).results
 
 
+def test_layer_lr_decay_tunes_the_lower_layers_slower(tiny_bert_dir):
+    """With layer_lr_decay the lowest layer moves far less than it does at one rate for all
+    (the rates themselves: test_toolkit)."""
+    from transformers import AutoModel  # pylint: disable=import-outside-toplevel
+
+    base = AutoModel.from_pretrained(tiny_bert_dir).encoder.layer[0].state_dict()
+
+    def lowest_layer_shift(model):
+        tuned = model.model.bert.encoder.layer[0].state_dict()
+        return sum(float((tuned[name] - base[name]).abs().sum()) for name in base)
+
+    common = dict(base_model=tiny_bert_dir, epochs=4, batch_size=16, learning_rate=3e-3, val_fraction=0.2, seed=3)
+    one_rate = SentimentClassifier.train(sentiment_examples(160), **common)
+    decayed = SentimentClassifier.train(sentiment_examples(160), layer_lr_decay=0.3, **common)
+    assert one_rate.metrics["val_accuracy"] >= 0.9
+    assert lowest_layer_shift(decayed) < lowest_layer_shift(one_rate) / 5
+
+
 @pytest.mark.parametrize(
     "data, kwargs, message",
     [
@@ -167,6 +185,7 @@ def test_truncation_only_when_asked(classifier):
         (sentiment_examples(10), {"calibrate": True}, "calibrate fits a temperature on validation data"),
         (sentiment_examples(10), {"precision": "fp8"}, "precision"),
         (sentiment_examples(10), {"pooling": "max"}, "pooling must be one of ['cls', 'mean']"),
+        (sentiment_examples(10), {"layer_lr_decay": 1.5}, "layer_lr_decay"),
     ],
 )
 def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, message):

@@ -12,6 +12,7 @@ from caikit_genai.toolkit.models.model_dir import atomic_model_dir, exchange_pat
 from caikit_genai.toolkit.offline_data import stable_split
 from caikit_genai.toolkit.training.frozen_layers import freeze_lower_layers, lower_states, pad_token_ids, upper_logits
 from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
+from caikit_genai.toolkit.training.optimizers import adamw, layer_decayed_rates
 from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 
 
@@ -224,6 +225,26 @@ def test_training_over_cached_lower_states_leaves_what_the_frozen_layers_compute
     with torch.no_grad():
         served = model(input_ids=input_ids, attention_mask=attention_mask).logits
         torch.testing.assert_close(served, upper_logits(model, 1, cached, attention_mask))
+
+
+def test_layer_decayed_rates_give_each_trained_parameter_one_rate_falling_with_depth():
+    """The head trains at the full rate, the top layer at rate * decay, the one below at
+    rate * decay ** 2...; frozen parameters get no group and none is in two."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32)
+    model = BertForSequenceClassification(config)
+    freeze_lower_layers(model, 1)
+    layers = model.bert.encoder.layer
+    outside, layer_groups = layer_decayed_rates(model.named_parameters(), layers, 1e-3, 0.5)
+    optimizer = adamw(outside, 1e-3, 0.01, extra_groups=layer_groups)
+    rate_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert len(grouped) == len(set(grouped)) == sum(p.requires_grad for p in model.parameters())
+    assert rate_of[id(model.classifier.weight)] == pytest.approx(1e-3)
+    for index, expected in ((3, 5e-4), (2, 2.5e-4), (1, 1.25e-4)):
+        assert all(rate_of[id(p)] == pytest.approx(expected) for p in layers[index].parameters())
+    assert not any(id(p) in rate_of for p in layers[0].parameters())
 
 
 def test_stable_split_is_deterministic_and_disjoint():

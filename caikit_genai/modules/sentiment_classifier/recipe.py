@@ -69,6 +69,13 @@ class SentimentRecipe(Recipe):
         "transformers.pipeline) or mean (the mean of the token states, how sentence encoders such as MPNet and "
         "MiniLM were trained; the saved dir needs SentimentClassifier.load).",
     )
+    layer_lr_decay: float = knob(
+        1.0,
+        "Layer-wise learning-rate decay: each encoder layer trains at this times the rate of the layer above it "
+        "(the top layer at learning_rate times it, the head at learning_rate); 1.0 turns it off.",
+        above=0,
+        maximum=1.0,
+    )
 
     PRESETS = {
         # MPNet-base (the builder names it) with its lowest 4 layers frozen, trained in bf16 where

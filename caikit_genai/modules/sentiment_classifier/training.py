@@ -20,10 +20,18 @@ import alog
 
 from ...nets.pooled_classifier import MeanPooledClassifier, saved_pooling
 from ...toolkit.models.device import amp_dtype, describe, dtype_name, resolve_device
-from ...toolkit.training.frozen_layers import cache_lower_states, cached_scores, freeze_lower_layers, pad_states, pad_token_ids, upper_logits
+from ...toolkit.training.frozen_layers import (
+    cache_lower_states,
+    cached_scores,
+    encoder_layers,
+    freeze_lower_layers,
+    pad_states,
+    pad_token_ids,
+    upper_logits,
+)
 from ...toolkit.models.hf_models import base_model_errors, hf_source, model_input_limit, packaged_encoder_path
 from ...toolkit.metrics.classification_report import expected_calibration_error
-from ...toolkit.training.optimizers import adamw
+from ...toolkit.training.optimizers import adamw, layer_decayed_rates
 from ...toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 from ...toolkit.training.loop import TrainingReport, run_training, warmup_linear_schedule
 from ...toolkit.training.training_data import labeled_pairs
@@ -223,7 +231,7 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
         for _ in range(recipe.epochs)
         for indices in length_grouped_batches(lengths, recipe.batch_size, rng)
     )
-    optimizer = adamw(model.named_parameters(), recipe.learning_rate, recipe.weight_decay)
+    optimizer = _optimizer(model, recipe)
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     loop_seconds = None if recipe.max_seconds is None else max(1.0, recipe.max_seconds - (time.monotonic() - started))
     classifier = module_class(tokenizer, model, model_input_limit(tokenizer, model), str(device))
@@ -250,6 +258,17 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
         classifier.frozen_states = {"freeze_layers": recipe.freeze_layers, "states": dict(zip(data.texts, training_set.cached))}
     classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, trained_parameters), **calibration}
     return classifier
+
+
+def _optimizer(model, recipe: SentimentRecipe):
+    """AdamW over the trainable parameters; with `layer_lr_decay` below 1, each encoder layer
+    (and, below them all, the embeddings) at its own, lower, rate."""
+    named, layer_groups = list(model.named_parameters()), []
+    if recipe.layer_lr_decay < 1:
+        base, layers = encoder_layers(model)
+        bottom_up = [base.embeddings, *layers]
+        named, layer_groups = layer_decayed_rates(named, bottom_up, recipe.learning_rate, recipe.layer_lr_decay)
+    return adamw(named, recipe.learning_rate, recipe.weight_decay, extra_groups=layer_groups)
 
 
 def _cache_states(model, tokenizer, recipe: SentimentRecipe, encoded, validation: Pairs, max_length: int, device):

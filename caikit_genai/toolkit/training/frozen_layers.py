@@ -28,7 +28,7 @@ def encoder_layers(model: torch.nn.Module) -> Tuple[torch.nn.Module, torch.nn.Mo
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if not isinstance(layers, torch.nn.ModuleList) or not hasattr(base, "embeddings"):
         raise ValueError(
-            f"freeze_layers needs a BERT-family encoder (embeddings, then encoder.layer); "
+            f"freeze_layers and layer_lr_decay need a BERT-family encoder (embeddings, then encoder.layer); "
             f"{type(model).__name__} is not one"
         )
     return base, layers

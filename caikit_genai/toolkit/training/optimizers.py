@@ -5,7 +5,7 @@ parameter of fewer than 2 dimensions) are exempt, as BERT's and nanoGPT's recipe
 LayerNorm's gain towards 0 only fights the normalization.
 """
 
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -37,3 +37,23 @@ def adamw(
     for named, group_lr in extra_groups:
         groups += decay_groups(named, weight_decay, lr=group_lr)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+NamedParameters = List[Tuple[str, torch.nn.Parameter]]
+
+
+def layer_decayed_rates(
+    named_parameters: Iterable[Tuple[str, torch.nn.Parameter]], layers: Sequence[torch.nn.Module], lr: float, decay: float
+) -> Tuple[NamedParameters, List[Tuple[NamedParameters, float]]]:
+    """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA): (the parameters outside
+    `layers`, at `lr`; then each layer's parameters at `lr * decay ** depth`, depth 1 for the top
+    layer), the `adamw` arguments that tune a pretrained encoder's lower layers, whose features are
+    the most general, slower than its top."""
+    layer_of = {id(parameter): index for index, layer in enumerate(layers) for parameter in layer.parameters()}
+    outside: NamedParameters = []
+    per_layer: List[NamedParameters] = [[] for _ in layers]
+    for name, parameter in named_parameters:
+        index = layer_of.get(id(parameter))
+        (outside if index is None else per_layer[index]).append((name, parameter))
+    groups = [(named, lr * decay ** (len(layers) - index)) for index, named in enumerate(per_layer)]
+    return outside, groups
