@@ -1,5 +1,6 @@
 """The shared toolkit: atomic model dirs, the training loop, device choice, data splits, the generation layer."""
 
+import inspect
 import os
 import time
 
@@ -13,6 +14,7 @@ from caikit_genai.toolkit.offline_data import stable_split
 from caikit_genai.toolkit.training.frozen_layers import freeze_lower_layers, lower_states, pad_token_ids, upper_logits
 from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
 from caikit_genai.toolkit.training.optimizers import adamw, layer_decayed_rates
+from caikit_genai.toolkit.training.recipes import Recipe, knob, recipe_train
 from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 
 
@@ -245,6 +247,26 @@ def test_layer_decayed_rates_give_each_trained_parameter_one_rate_falling_with_d
     for index, expected in ((3, 5e-4), (2, 2.5e-4), (1, 1.25e-4)):
         assert all(rate_of[id(p)] == pytest.approx(expected) for p in layers[index].parameters())
     assert not any(id(p) in rate_of for p in layers[0].parameters())
+
+
+def test_a_late_knob_follows_preset_in_the_train_signature_so_published_field_numbers_stay():
+    """caikit numbers a train message's fields in train's signature order: the data, the knobs,
+    the trailing data, preset, then the knobs marked late."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+
+    @dataclasses.dataclass
+    class TwoKnobs(Recipe):
+        epochs: int = knob(1, "Passes.")
+        added: float = knob(0.5, "Added after the train RPC was published.", late=True)
+        steps: int = knob(0, "Steps.")
+
+    @recipe_train(TwoKnobs, "data: The examples.\nextra: More of them.", trailing=("extra",))
+    def train(cls, data, extra=None, preset="", **knobs):  # pylint: disable=unused-argument
+        """Train."""
+        return knobs
+
+    assert list(inspect.signature(train).parameters) == ["cls", "data", "epochs", "steps", "extra", "preset", "added"]
+    assert "added: Added after the train RPC was published." in train.__doc__
 
 
 def test_stable_split_is_deterministic_and_disjoint():

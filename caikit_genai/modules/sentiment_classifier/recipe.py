@@ -62,7 +62,8 @@ class SentimentRecipe(Recipe):
         minimum=0.0,
         maximum=1.0,
     )
-    # Last, so the train message's earlier field numbers stay as they were.
+    # Knobs added after the train RPC was published: pooling last among the knobs (it moved
+    # unlabelled_texts and preset up one), later ones `late` (numbered after preset).
     pooling: str = knob(
         "cls",
         "What the head reads: cls (the first token's state, Hugging Face's classifiers; the saved dir loads in "
@@ -75,6 +76,7 @@ class SentimentRecipe(Recipe):
         "(the top layer at learning_rate times it, the head at learning_rate); 1.0 turns it off.",
         above=0,
         maximum=1.0,
+        late=True,
     )
 
     PRESETS = {

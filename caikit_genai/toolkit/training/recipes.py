@@ -27,10 +27,14 @@ def knob(
     maximum: Optional[float] = None,
     above: Optional[float] = None,
     choices: Optional[Sequence[str]] = None,
+    late: bool = False,
 ):
     """A recipe field: its default, a one-line doc (the API docs show it) and its range.
-    `minimum`/`maximum` are inclusive, `above` exclusive; `choices` lists the allowed strings."""
-    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "choices": choices}
+    `minimum`/`maximum` are inclusive, `above` exclusive; `choices` lists the allowed strings.
+    `late`: a knob added after the train RPC was published; it follows every earlier field of
+    the train message (`preset` included), so a client built from the older protos still sends
+    the field numbers it knows."""
+    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "above": above, "choices": choices, "late": late}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -125,18 +129,20 @@ def recipe_train(recipe_class, data_parameters: str, trailing: Sequence[str] = (
         signature = inspect.signature(train)
         fixed = [param for param in signature.parameters.values() if param.kind != inspect.Parameter.VAR_KEYWORD]
         hints = {field.name: field.type for field in dataclasses.fields(recipe_class)}
-        knobs = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_default(field), annotation=hints[name])
-            for name, field in recipe_class.knobs().items()
-        ]
-        # `preset` last, as a keyword: the knobs keep the field numbers their train RPC had before.
+        knobs, late_knobs = [], []
+        for name, field in recipe_class.knobs().items():
+            parameter = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_default(field), annotation=hints[name])
+            (late_knobs if field.metadata.get("late") else knobs).append(parameter)
+        # `preset` after the knobs, as a keyword, and late knobs after it: caikit numbers the train
+        # message's fields in this order, so every field keeps the number it was published with.
         preset = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in fixed if param.name == "preset"]
         after = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in fixed if param.name in trailing]
         fixed = [param for param in fixed if param.name != "preset" and param.name not in trailing]
-        train.__signature__ = signature.replace(parameters=fixed + knobs + after + preset)
+        ordered = knobs + after + preset + late_knobs
+        train.__signature__ = signature.replace(parameters=fixed + ordered)
         train.__annotations__ = {
             **{param.name: param.annotation for param in fixed if param.annotation is not inspect.Parameter.empty},
-            **{param.name: param.annotation for param in knobs + after + preset},
+            **{param.name: param.annotation for param in ordered},
             "return": signature.return_annotation,
         }
         presets = ", ".join(recipe_class.PRESETS) or "none"
