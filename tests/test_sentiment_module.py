@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel
 
 from caikit.core.data_model import DataStream
 from caikit.core.exceptions.caikit_core_exception import CaikitCoreException, CaikitCoreStatusCode
@@ -158,8 +158,6 @@ def test_truncation_only_when_asked(classifier):
 def test_layer_lr_decay_tunes_the_lower_layers_slower(tiny_bert_dir):
     """With layer_lr_decay the lowest layer moves far less than it does at one rate for all
     (the rates themselves: test_toolkit)."""
-    from transformers import AutoModel  # pylint: disable=import-outside-toplevel
-
     base = AutoModel.from_pretrained(tiny_bert_dir).encoder.layer[0].state_dict()
 
     def lowest_layer_shift(model):

@@ -1,5 +1,6 @@
 """The shared toolkit: atomic model dirs, the training loop, device choice, data splits, the generation layer."""
 
+import dataclasses
 import inspect
 import os
 import time
@@ -7,12 +8,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from transformers import BertConfig, BertForSequenceClassification, MPNetConfig, MPNetForSequenceClassification
 
 from caikit_genai.toolkit.models.device import amp_dtype, cpu_has_native_bf16, resolve_device
 from caikit_genai.toolkit.models.model_dir import atomic_model_dir, exchange_paths
 from caikit_genai.toolkit.offline_data import stable_split
 from caikit_genai.toolkit.training.frozen_layers import freeze_lower_layers, lower_states, pad_token_ids, upper_logits
-from caikit_genai.toolkit.training.loop import run_training, warmup_cosine_schedule
+from caikit_genai.toolkit.training.loop import TrainingProgress, fraction_done, run_training, warmup_cosine_schedule
 from caikit_genai.toolkit.training.optimizers import adamw, layer_decayed_rates
 from caikit_genai.toolkit.training.recipes import Recipe, knob, recipe_train
 from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
@@ -207,8 +209,6 @@ def test_training_over_cached_lower_states_leaves_what_the_frozen_layers_compute
     """MPNet's layers share one relative position bias. Training the top layers must not move it,
     or serving (every layer, from the tokens) would no longer give the states the top layers
     learnt from: the cache and the served model would disagree."""
-    from transformers import MPNetConfig, MPNetForSequenceClassification
-
     torch.manual_seed(0)
     config = MPNetConfig(vocab_size=60, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, num_labels=2)
     model = MPNetForSequenceClassification(config)
@@ -232,8 +232,6 @@ def test_training_over_cached_lower_states_leaves_what_the_frozen_layers_compute
 def test_layer_decayed_rates_give_each_trained_parameter_one_rate_falling_with_depth():
     """The head trains at the full rate, the top layer at rate * decay, the one below at
     rate * decay ** 2...; frozen parameters get no group and none is in two."""
-    from transformers import BertConfig, BertForSequenceClassification
-
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32)
     model = BertForSequenceClassification(config)
     freeze_lower_layers(model, 1)
@@ -252,8 +250,6 @@ def test_layer_decayed_rates_give_each_trained_parameter_one_rate_falling_with_d
 def test_a_late_knob_follows_preset_in_the_train_signature_so_published_field_numbers_stay():
     """caikit numbers a train message's fields in train's signature order: the data, the knobs,
     the trailing data, preset, then the knobs marked late."""
-    import dataclasses  # pylint: disable=import-outside-toplevel
-
     @dataclasses.dataclass
     class TwoKnobs(Recipe):
         epochs: int = knob(1, "Passes.")
@@ -419,8 +415,6 @@ def test_the_stream_joins_to_the_unary_result_and_closes_its_source():
 
 
 def test_a_budgeted_run_reports_progress_toward_whichever_ends_it_first():
-    from caikit_genai.toolkit.training.loop import TrainingProgress, fraction_done  # pylint: disable=import-outside-toplevel
-
     # 10 of 10,000 steps, 30 of 60 s: half done (by the clock), not 0.1%.
     assert fraction_done(10, 10_000, 30.0, 60.0) == 0.5
     assert fraction_done(9_000, 10_000, 6.0, 60.0) == 0.9  # the steps run out first
