@@ -221,7 +221,7 @@ def test_the_average_warms_up_then_moves_by_one_minus_decay_and_measures_its_own
         generator = Generator(image_size=16, channels=1, nz=8, ngf=8, num_classes=3, hidden_features=hidden_features)
     averaged = AveragedGenerator(generator, decay=0.75, batches=4, batch_size=8)
     for updates, decay in ((0, 0.1), (100, 0.75)):  # min(decay, (1 + t) / (10 + t)) at update t
-        averaged.updates = updates
+        averaged.average.updates = updates
         before = [parameter.clone() for parameter in averaged.net.parameters()]
         with torch.no_grad():
             for parameter in generator.parameters():
@@ -229,7 +229,7 @@ def test_the_average_warms_up_then_moves_by_one_minus_decay_and_measures_its_own
         averaged.update(generator)
         for old, new, current in zip(before, averaged.net.parameters(), generator.parameters()):
             torch.testing.assert_close(new, decay * old + (1 - decay) * current)
-    assert averaged.updates == 101
+    assert averaged.average.updates == 101
     net = averaged.with_standing_statistics()
     norms = [layer for layer in net.modules() if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
     assert len([norm for norm in norms if isinstance(norm, torch.nn.BatchNorm1d)]) == (2 if hidden_features else 0)

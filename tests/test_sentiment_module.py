@@ -184,6 +184,8 @@ def test_layer_lr_decay_tunes_the_lower_layers_slower(tiny_bert_dir):
         (sentiment_examples(10), {"precision": "fp8"}, "precision"),
         (sentiment_examples(10), {"pooling": "max"}, "pooling must be one of ['cls', 'mean']"),
         (sentiment_examples(10), {"layer_lr_decay": 1.5}, "layer_lr_decay"),
+        (sentiment_examples(10), {"ema_decay": 1.0}, "ema_decay must be 0 (no average) or below 1"),
+        (sentiment_examples(10), {"ema_decay": 0.9}, "ema_decay keeps the weights or their average"),
     ],
 )
 def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, message):
@@ -207,6 +209,34 @@ def test_the_best_validation_epoch_is_kept(tiny_bert_dir):
     assert len(accuracies) == 4
     assert model.metrics["val_accuracy"] == max(accuracies)
     assert model.accuracy(validation) == pytest.approx(max(accuracies))
+
+
+def test_a_weight_average_is_scored_beside_the_weights_and_the_better_is_kept(tiny_bert_dir):
+    """With ema_decay each evaluation scores the trained weights and their moving average (over
+    the cached states of frozen layers here); the kept weights serve the best validation score."""
+    validation = [(e["text"], e["label"]) for e in sentiment_examples(40, seed=9)]
+    model = SentimentClassifier.train(
+        sentiment_examples(120),
+        validation_data=[{"text": t, "label": l} for t, l in validation],
+        base_model=tiny_bert_dir,
+        epochs=4,
+        batch_size=16,
+        learning_rate=3e-3,
+        freeze_layers=1,
+        ema_decay=0.9,
+    )
+    evaluations = model.metrics["evaluations"]
+    assert len(evaluations) == 4 and all("val_accuracy_averaged" in evaluation for evaluation in evaluations)
+    scored = [(e["val_accuracy"], e["step"], "trained") for e in evaluations] + [
+        (e["val_accuracy_averaged"], e["step"], "averaged") for e in evaluations
+    ]
+    best = max(score for score, _, _ in scored)
+    assert model.metrics["val_accuracy"] == best and model.metrics["kept_weights"] in ("trained", "averaged")
+    kept_step = model.metrics["kept_weights_of_step"]
+    assert (best, kept_step, model.metrics["kept_weights"]) in scored
+    assert model.accuracy(validation) == pytest.approx(best)
+    # The average is not the weights: somewhere their validation scores differ.
+    assert any(e["val_ece"] != e["val_ece_averaged"] for e in evaluations)
 
 
 def test_calibration_keeps_the_labels_and_lowers_the_validation_calibration_error(tiny_bert_dir):

@@ -18,6 +18,7 @@ from caikit_genai.toolkit.training.loop import TrainingProgress, fraction_done, 
 from caikit_genai.toolkit.training.optimizers import adamw, layer_decayed_rates
 from caikit_genai.toolkit.training.recipes import Recipe, knob, recipe_train
 from caikit_genai.toolkit.training.temperature import fit_temperature, fold_temperature, rescale
+from caikit_genai.toolkit.training.weight_average import WeightAverage, trained_parameters
 
 
 def test_a_failed_write_leaves_no_model_dir(tmp_path):
@@ -330,6 +331,42 @@ def test_training_loop_drives_two_optimizers_through_update():
 
     with pytest.raises(KeyError, match="the optimizers are"):
         run_training(nets, optimizers, iter([torch.randn(4, 2)]), bad_step, total_steps=1, device=torch.device("cpu"))
+
+
+def test_a_weight_average_warms_up_moves_by_one_minus_decay_and_swaps_in_for_a_block():
+    """min(decay, (1 + t) / (10 + t)) at update t; frozen parameters are not averaged; the swap
+    puts the averages in the network and the trained weights back after it, after an error too;
+    the loop calls after_step once per step."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    net[0].requires_grad_(False)
+    average = WeightAverage.of_trained(net, decay=0.75)
+    assert len(average.averages) == 2 and trained_parameters(net) == list(net[1].parameters())
+    for updates, decay in ((0, 0.1), (100, 0.75)):
+        average.updates = updates
+        before = [tensor.clone() for tensor in average.averages]
+        with torch.no_grad():
+            for parameter in net.parameters():
+                parameter.add_(1.0)
+        average.update(trained_parameters(net))
+        for old, new, current in zip(before, average.averages, trained_parameters(net)):
+            torch.testing.assert_close(new, decay * old + (1 - decay) * current)
+    trained = [parameter.detach().clone() for parameter in net.parameters()]
+    with pytest.raises(RuntimeError, match="inside"):
+        with average.swapped_into(trained_parameters(net)):
+            assert all(torch.equal(p, a) for p, a in zip(trained_parameters(net), average.averages))
+            assert torch.equal(net[0].weight, trained[0])  # frozen: not swapped
+            raise RuntimeError("inside the block")
+    assert all(torch.equal(p, t) for p, t in zip(net.parameters(), trained))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage.of_trained(net, decay=1.0)
+
+    updates = []
+    optimizer = torch.optim.SGD(trained_parameters(net), lr=0.1)
+    batches = (torch.randn(4, 3) for _ in range(10))
+    run_training(net, optimizer, batches, lambda model, batch: model(batch).pow(2).mean(), total_steps=5,
+                 device=torch.device("cpu"), after_step=lambda: updates.append(len(updates)))
+    assert updates == [0, 1, 2, 3, 4]
 
 
 # -- the generation layer ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from ...nets.dcgan import Generator
 from ...nets.image_classifier import ImageClassifier
 from ...toolkit.metrics.frechet import extract_features, frechet_distance, statistics
+from ...toolkit.training.weight_average import WeightAverage
 from .images import encode, tile, to_uint8, to_unit_range
 
 SAMPLES_DIR = "samples"
@@ -90,23 +91,18 @@ def _untrained_feature_net(num_classes: int, channels: int, image_size: int) -> 
 
 class AveragedGenerator:
     """An exponential moving average of a generator's weights (as ProGAN, BigGAN and StyleGAN
-    serve): it wanders less than the adversarially trained weights. Averaged weights make other
-    activations than the BatchNorm running statistics saw, so those are measured anew over
-    seeded noise ("standing statistics", BigGAN) before the average is scored or kept. The decay
-    warms up as TensorFlow's ExponentialMovingAverage does with num_updates, min(decay, (1 + t) /
-    (10 + t)) at update t, so the random initial weights do not linger in a short run's average."""
+    serve; toolkit/training/weight_average.py): it wanders less than the adversarially trained
+    weights. Averaged weights make other activations than the BatchNorm running statistics saw,
+    so those are measured anew over seeded noise ("standing statistics", BigGAN) before the
+    average is scored or kept."""
 
     def __init__(self, generator: Generator, decay: float, batches: int = 32, batch_size: int = 64):
-        self.decay, self.batches, self.batch_size = decay, batches, batch_size
-        self.updates = 0
+        self.batches, self.batch_size = batches, batch_size
         self.net = copy.deepcopy(generator).eval().requires_grad_(False)
+        self.average = WeightAverage(list(self.net.parameters()), decay)
 
-    @torch.no_grad()
     def update(self, generator: Generator) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        self.updates += 1
-        for average, current in zip(self.net.parameters(), generator.parameters()):
-            average.lerp_(current.detach(), 1.0 - decay)
+        self.average.update(generator.parameters())
 
     @torch.no_grad()
     def with_standing_statistics(self) -> Generator:

