@@ -195,7 +195,10 @@ def test_bad_training_arguments_are_rejected(tiny_bert_dir, data, kwargs, messag
     assert message in str(raised.value)
 
 
-def test_the_best_validation_epoch_is_kept(tiny_bert_dir):
+@pytest.mark.parametrize("extra", [{}, {"freeze_layers": 1, "ema_decay": 0.9}], ids=["weights", "weights-or-their-average"])
+def test_the_best_validation_evaluation_is_kept(tiny_bert_dir, extra):
+    """Each evaluation scores the weights and, with ema_decay, their moving average (over the
+    cached states of frozen layers here); the kept weights serve the best validation score."""
     validation = [(e["text"], e["label"]) for e in sentiment_examples(40, seed=9)]
     model = SentimentClassifier.train(
         sentiment_examples(120),
@@ -204,39 +207,21 @@ def test_the_best_validation_epoch_is_kept(tiny_bert_dir):
         epochs=4,
         batch_size=16,
         learning_rate=3e-3,
-    )
-    accuracies = [evaluation["val_accuracy"] for evaluation in model.metrics["evaluations"]]
-    assert len(accuracies) == 4
-    assert model.metrics["val_accuracy"] == max(accuracies)
-    assert model.accuracy(validation) == pytest.approx(max(accuracies))
-
-
-def test_a_weight_average_is_scored_beside_the_weights_and_the_better_is_kept(tiny_bert_dir):
-    """With ema_decay each evaluation scores the trained weights and their moving average (over
-    the cached states of frozen layers here); the kept weights serve the best validation score."""
-    validation = [(e["text"], e["label"]) for e in sentiment_examples(40, seed=9)]
-    model = SentimentClassifier.train(
-        sentiment_examples(120),
-        validation_data=[{"text": t, "label": l} for t, l in validation],
-        base_model=tiny_bert_dir,
-        epochs=4,
-        batch_size=16,
-        learning_rate=3e-3,
-        freeze_layers=1,
-        ema_decay=0.9,
+        **extra,
     )
     evaluations = model.metrics["evaluations"]
-    assert len(evaluations) == 4 and all("val_accuracy_averaged" in evaluation for evaluation in evaluations)
-    scored = [(e["val_accuracy"], e["step"], "trained") for e in evaluations] + [
-        (e["val_accuracy_averaged"], e["step"], "averaged") for e in evaluations
-    ]
+    candidates = (("", "trained"), ("_averaged", "averaged")) if extra else (("", "trained"),)
+    scored = [(e[f"val_accuracy{suffix}"], e["step"], weights) for e in evaluations for suffix, weights in candidates]
     best = max(score for score, _, _ in scored)
-    assert model.metrics["val_accuracy"] == best and model.metrics["kept_weights"] in ("trained", "averaged")
-    kept_step = model.metrics["kept_weights_of_step"]
-    assert (best, kept_step, model.metrics["kept_weights"]) in scored
+    assert len(evaluations) == 4
+    assert model.metrics["val_accuracy"] == best
     assert model.accuracy(validation) == pytest.approx(best)
-    # The average is not the weights: somewhere their validation scores differ.
-    assert any(e["val_ece"] != e["val_ece_averaged"] for e in evaluations)
+    if extra:
+        assert (best, model.metrics["kept_weights_of_step"], model.metrics["kept_weights"]) in scored
+        # The average is not the weights: somewhere their validation scores differ.
+        assert any(e["val_ece"] != e["val_ece_averaged"] for e in evaluations)
+    else:
+        assert "kept_weights" not in model.metrics and "val_accuracy_averaged" not in evaluations[0]
 
 
 def test_calibration_keeps_the_labels_and_lowers_the_validation_calibration_error(tiny_bert_dir):
