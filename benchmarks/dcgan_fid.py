@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from caikit_genai import DCGANImageGenerator
 from caikit_genai.bootstrap.dcgan_fashion import generate_per_class, untrained_like
 from caikit_genai.modules.dcgan_image_generator import to_unit_range
+from caikit_genai.report.seed_spread import spread
 from caikit_genai.toolkit.metrics.frechet import frechet_distance_of
 from caikit_genai.toolkit.offline_data import package_dir
 from caikit_genai.toolkit.offline_data.fashion_mnist import fashion_mnist
@@ -99,14 +100,14 @@ def seed_spread(results: dict, other_runs) -> dict:
             runs.append(json.load(run_file))
     if any(run.get("samples") != results["samples"] for run in runs):
         raise SystemExit(f"--spread-from: every run must be at {results['samples']} samples")
-    seeds = [run.get("seed") for run in runs]
-    if None in seeds or len(set(seeds)) < len(seeds):
-        raise SystemExit(f"--spread-from: the runs must be of builds with distinct recorded seeds, got {seeds}")
-    fids = np.array([run["fid_model"] for run in runs])
+    try:
+        figures = spread([(run.get("seed"), run["fid_model"]) for run in runs])
+    except ValueError as error:
+        raise SystemExit(f"--spread-from: {error}")
     return {
-        "seeds": [{"seed": seed, "fid_model": run["fid_model"]} for seed, run in zip(seeds, runs)],
-        "fid_mean": round(float(fids.mean()), 2),
-        "fid_std": round(float(fids.std(ddof=1)), 2),
+        "seeds": [{"seed": run["seed"], "fid_model": run["fid_model"]} for run in runs],
+        "fid_mean": round(figures["mean"], 2),
+        "fid_std": round(figures["std"], 2),
     }
 
 

@@ -6,10 +6,14 @@ import functools
 import json
 import os
 import re
+import statistics
+
+import pytest
 
 from caikit_genai.bootstrap import BUILDERS, QUICK_BUILDERS, build_sentiment, main as bootstrap_main
 from caikit_genai.report import main, read_records, record_build, render_card
 from caikit_genai.report.records import card_subset
+from caikit_genai.report.seed_spread import main as seed_spread_main
 from conftest import REPO_ROOT
 
 RECORDS = os.path.join(REPO_ROOT, "docs", "model-records")
@@ -96,3 +100,42 @@ def test_a_build_writes_its_record_and_the_card_shows_its_metrics(tmp_path, tiny
     # Outside a checkout (no records dir) a build writes no record.
     assert record_build("sentiment", str(models_dir / "sentiment"), 1.0, str(tmp_path / "absent")) is None
     assert not (tmp_path / "absent").exists()
+
+
+def test_seed_spread_puts_each_seed_and_their_spread_on_the_shipped_builds_card(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    # Real (tiny) builds of one recipe on three seeds; the first is recorded as its builder records it.
+    tiny_sentiment = functools.partial(build_sentiment, base_model=tiny_bert_dir, limit=64, epochs=1, batch_size=16, freeze_layers=1)
+    monkeypatch.setitem(BUILDERS, "sentiment", tiny_sentiment)
+    records_dir, models_dir = tmp_path / "records", tmp_path / "models"
+    records_dir.mkdir()
+    assert bootstrap_main(["--models-dir", str(models_dir), "--only", "sentiment", "--records-dir", str(records_dir)]) == 0
+    shipped, seed6, seed7, other_recipe = (str(models_dir / "sentiment"), str(tmp_path / "seed6"), str(tmp_path / "seed7"), str(tmp_path / "lr"))
+    accuracies = [tiny_sentiment(path, seed=seed)["test_accuracy"] for path, seed in ((seed6, 6), (seed7, 7))]
+    tiny_sentiment(other_recipe, seed=6, learning_rate=1e-3)
+    recorded = json.loads((records_dir / "sentiment.json").read_text())
+    recorded["built"] = "2026-01-01"  # the build's facts stay as recorded
+    (records_dir / "sentiment.json").write_text(json.dumps(recorded))
+
+    assert seed_spread_main(["--model-dir", shipped, "--records-dir", str(records_dir), seed6, seed7]) == 0
+    values = [recorded["metrics"]["test_accuracy"], *accuracies]
+    spread = json.loads((models_dir / "sentiment" / "metrics.json").read_text())["seed_spread"]
+    assert spread["seeds"] == [{"seed": 42, "value": values[0]}, {"seed": 6, "value": values[1]}, {"seed": 7, "value": values[2]}]
+    assert spread["mean"] == round(statistics.fmean(values), 4) and spread["std"] == round(statistics.stdev(values), 4)
+    assert f"test_accuracy over 3 seeds: {spread['mean']} +- {spread['std']}" in capsys.readouterr().out
+    refreshed = json.loads((records_dir / "sentiment.json").read_text())
+    assert refreshed["metrics"]["seed_spread"] == spread
+    assert {**refreshed, "metrics": recorded["metrics"]} == {**recorded, "metrics": recorded["metrics"]}
+    card = render_card(refreshed)
+    assert f"{100 * spread['mean']:.1f}% +- {100 * spread['std']:.1f} points over 3 seeds (mean +- sample std): {100 * values[0]:.1f}% (seed 42)" in card
+
+    # Refused, each with what was wrong: another recipe, a seed twice, a dir that is not the recorded build.
+    for arguments, reason in (
+        ([other_recipe], "was built with another recipe"),
+        ([seed6, seed6], "distinct recorded seeds"),
+    ):
+        with pytest.raises(SystemExit):
+            seed_spread_main(["--model-dir", shipped, "--records-dir", str(records_dir), *arguments])
+        assert reason in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        seed_spread_main(["--model-dir", seed6, "--name", "sentiment", "--records-dir", str(records_dir), seed7])
+    assert "is not the build recorded in" in capsys.readouterr().err

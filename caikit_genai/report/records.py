@@ -85,6 +85,24 @@ def record_build(
     return path
 
 
+def refresh_record(name: str, model_dir: str, records_dir: str = RECORDS_DIR) -> Optional[str]:
+    """Re-read the card's figures of a recorded build after figures were added to its metrics.json
+    (a spread over seeds), keeping the record's build facts (date, machine, wall time); returns its
+    path, or None where there is no record. Refuses a model dir whose recorded figures differ: it
+    is not the build recorded."""
+    path = os.path.join(records_dir, f"{name}.json")
+    recorded = _read_record(path)
+    if recorded is None:
+        log.info("%s: no record at %s, so none refreshed", name, path)
+        return None
+    figures = card_subset(read_metrics(model_dir, {}))
+    differing = [key for key in CARD_PATHS if lookup(recorded["metrics"], key) not in (None, lookup(figures, key))]
+    if differing:
+        raise ValueError(f"{model_dir} is not the build recorded in {path}: {', '.join(differing)} differ")
+    write_record(path, {**recorded, "metrics": figures})
+    return path
+
+
 def _read_record(path: str) -> Optional[Dict[str, Any]]:
     if not os.path.exists(path):
         return None

@@ -100,6 +100,21 @@ def write_metrics(model_dir: str, metrics: dict) -> str:
     return METRICS_FILE
 
 
+def update_metrics(model_dir: str, **figures) -> None:
+    """Add figures measured after a build to its metrics.json, replacing the file whole: a reader
+    never sees it half-written, and the runtime, seeing the dir change, reloads the model and
+    /info/models shows them."""
+    metrics = {**read_metrics(model_dir, {}), **figures}
+    handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=f".{METRICS_FILE}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as metrics_file:
+            json.dump(metrics, metrics_file, indent=2, ensure_ascii=False)
+        os.replace(temporary, os.path.join(model_dir, METRICS_FILE))
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def read_metrics(model_dir: str, config) -> dict:
     """The metrics file a model's config names ({} for a model dir without one)."""
     metrics_path = os.path.join(model_dir, config.get("metrics", METRICS_FILE))
