@@ -128,6 +128,11 @@ def test_seed_spread_puts_each_seed_and_their_spread_on_the_shipped_builds_card(
     card = render_card(refreshed)
     assert f"{100 * spread['mean']:.1f}% +- {100 * spread['std']:.1f} points over 3 seeds (mean +- sample std): {100 * values[0]:.1f}% (seed 42)" in card
 
+    # Measured again (another seed's build came later): the new spread replaces the recorded one.
+    assert seed_spread_main(["--model-dir", shipped, "--records-dir", str(records_dir), seed6]) == 0
+    again = json.loads((records_dir / "sentiment.json").read_text())["metrics"]["seed_spread"]
+    assert [run["seed"] for run in again["seeds"]] == [42, 6] and again["mean"] == round(statistics.fmean(values[:2]), 4)
+
     # Refused, each with what was wrong: another recipe, a seed twice, a dir that is not the recorded build.
     for arguments, reason in (
         ([other_recipe], "was built with another recipe"),

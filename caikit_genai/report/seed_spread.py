@@ -71,7 +71,7 @@ def main(argv: List[str] = None) -> int:
     print(f"{args.metric} over {len(figures['seeds'])} seeds: {figures['mean']} +- {figures['std']} (mean +- sample std): {each}")
     name = args.name or os.path.basename(os.path.normpath(args.model_dir))
     try:
-        recorded = refresh_record(name, args.model_dir, args.records_dir)
+        recorded = refresh_record(name, args.model_dir, "seed_spread", args.records_dir)
     except ValueError as error:
         parser.error(str(error))
     if recorded:
