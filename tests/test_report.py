@@ -144,3 +144,4 @@ def test_seed_spread_puts_each_seed_and_their_spread_on_the_shipped_builds_card(
     with pytest.raises(SystemExit):
         seed_spread_main(["--model-dir", seed6, "--name", "sentiment", "--records-dir", str(records_dir), seed7])
     assert "is not the build recorded in" in capsys.readouterr().err
+    assert "seed_spread" not in json.loads((tmp_path / "seed6" / "metrics.json").read_text())  # left as it was

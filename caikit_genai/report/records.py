@@ -85,24 +85,24 @@ def record_build(
     return path
 
 
-def refresh_record(name: str, model_dir: str, added: str, records_dir: str = RECORDS_DIR) -> Optional[str]:
-    """Re-read the card's figures of a recorded build after the figure `added` (a key of
-    metrics.json: a spread over seeds) was set in its metrics.json, keeping the record's build facts
-    (date, machine, wall time); returns its path, or None where there is no record. Refuses a
-    model dir whose other recorded figures differ: it is not the build recorded."""
+def refresh_record(name: str, metrics: Dict[str, Any], added: str, records_dir: str = RECORDS_DIR) -> Optional[str]:
+    """Re-read the card's figures of a recorded build from its `metrics` with the figure `added`
+    (a key of metrics.json: a spread over seeds) set, keeping the record's build facts (date,
+    machine, wall time); returns its path, or None where there is no record. Refuses metrics whose
+    other recorded figures differ: they are not the build recorded."""
     path = os.path.join(records_dir, f"{name}.json")
     recorded = _read_record(path)
     if recorded is None:
         log.info("%s: no record at %s, so none refreshed", name, path)
         return None
-    figures = card_subset(read_metrics(model_dir, {}))
+    figures = card_subset(metrics)
     differing = [
         key
         for key in CARD_PATHS
         if key.split(".")[0] != added and lookup(recorded["metrics"], key) not in (None, lookup(figures, key))
     ]
     if differing:
-        raise ValueError(f"{model_dir} is not the build recorded in {path}: {', '.join(differing)} differ")
+        raise ValueError(f"not the build recorded in {path}: {', '.join(differing)} differ")
     write_record(path, {**recorded, "metrics": figures})
     return path
 

@@ -66,14 +66,14 @@ def main(argv: List[str] = None) -> int:
         figures = seed_spread(args.model_dir, args.other_dirs, args.metric)
     except ValueError as error:
         parser.error(str(error))
+    name = args.name or os.path.basename(os.path.normpath(args.model_dir))
+    try:  # the record is checked first: a refused dir is left as it was
+        recorded = refresh_record(name, {**read_metrics(args.model_dir, {}), "seed_spread": figures}, "seed_spread", args.records_dir)
+    except ValueError as error:
+        parser.error(f"{args.model_dir} is {error}")
     update_metrics(args.model_dir, seed_spread=figures)
     each = ", ".join(f"{run['value']} (seed {run['seed']})" for run in figures["seeds"])
     print(f"{args.metric} over {len(figures['seeds'])} seeds: {figures['mean']} +- {figures['std']} (mean +- sample std): {each}")
-    name = args.name or os.path.basename(os.path.normpath(args.model_dir))
-    try:
-        recorded = refresh_record(name, args.model_dir, "seed_spread", args.records_dir)
-    except ValueError as error:
-        parser.error(str(error))
     if recorded:
         print(f"recorded in {args.records_dir}/{name}.json: `make report` puts it on the card")
     return 0
