@@ -107,10 +107,11 @@ def _inception_fid(model, samples, mean, spread, seeds) -> str:
 
 def _over_seeds(metric, mean, std, seeds) -> str:
     """A held-out figure of builds of one recipe on several seeds, the shipped build's first."""
-    say = pct if metric == "test_accuracy" else "{:.3f}".format
+    if metric == "test_accuracy":
+        say, named, spread = pct, "", f"{100 * std:.1f} points"
+    else:
+        say, named, spread = "{:.3f}".format, f"{metric} ", f"{std:.3f}"
     each = ", ".join(f"{say(run['value'])} (seed {run['seed']})" for run in seeds)
-    spread = f"{100 * std:.1f} points" if metric == "test_accuracy" else say(std)
-    named = "" if metric == "test_accuracy" else f"{metric} "
     return f"{named}{say(mean)} +- {spread} over {len(seeds)} seeds (mean +- sample std): {each}"
 
 

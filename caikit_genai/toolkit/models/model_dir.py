@@ -20,6 +20,7 @@ from typing import Iterator
 
 import alog
 
+from ..json_files import write_json_whole
 from ..training import distributed
 
 log = alog.use_channel("MODELDIR")
@@ -104,15 +105,7 @@ def update_metrics(model_dir: str, **figures) -> None:
     """Add figures measured after a build to its metrics.json, replacing the file whole: a reader
     never sees it half-written, and the runtime, seeing the dir change, reloads the model and
     /info/models shows them."""
-    metrics = {**read_metrics(model_dir, {}), **figures}
-    handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=f".{METRICS_FILE}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as metrics_file:
-            json.dump(metrics, metrics_file, indent=2, ensure_ascii=False)
-        os.replace(temporary, os.path.join(model_dir, METRICS_FILE))
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_json_whole(os.path.join(model_dir, METRICS_FILE), {**read_metrics(model_dir, {}), **figures}, indent=2)
 
 
 def read_metrics(model_dir: str, config) -> dict:

@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
+from ..json_files import write_json_whole
 from ..serving.safe_paths import is_inside
 
 # caikit's training ids: "<hashed trainer name>:<uuid>", or an external id. One file name:
@@ -121,29 +122,13 @@ class ProgressFile:
 
 
 def write_whole(path: str, progress: Dict[str, Any], replace: bool = True) -> bool:
-    """Whole or not at all: a reader sees the last file or this one, never half of one. Without
-    `replace`, never over a file already there (a link fails where the name exists). False when
-    it could not be written: progress is a courtesy, and a failed write costs the training nothing."""
+    """`write_json_whole`, or False when it could not be written: progress is a courtesy, and a
+    failed write costs the training nothing."""
     try:
-        handle, partial = tempfile.mkstemp(prefix=".progress-", dir=os.path.dirname(path))
-    except OSError:
-        return False
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as partial_file:
-            json.dump(progress, partial_file)
-        if replace:
-            os.replace(partial, path)
-        else:
-            try:
-                os.link(partial, path)
-            except FileExistsError:
-                pass
+        write_json_whole(path, progress, replace=replace)
         return True
     except OSError:
         return False
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
 
 
 def announce(path: Optional[str]) -> None:
